@@ -1,0 +1,16 @@
+"""fib: naive doubly recursive Fibonacci. Size: n (default 32)."""
+import sys
+
+
+def fib(n):
+    if n < 2:
+        return n
+    return fib(n - 1) + fib(n - 2)
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 32
+    print(fib(n))
+
+
+main()

@@ -1,0 +1,15 @@
+//! fib: naive doubly recursive Fibonacci (BENCHMARKS.md). Size: n (default 32).
+
+fn fib(n: i64) -> i64 {
+    if n < 2 {
+        return n;
+    }
+    fib(n - 1) + fib(n - 2)
+}
+
+fn main() {
+    let n: i64 = std::env::args()
+        .nth(1)
+        .map_or(32, |s| s.parse().expect("the size must be an integer"));
+    println!("{}", fib(n));
+}

@@ -1,0 +1,212 @@
+//! The `kiln` command: run scripts, evaluate code, explore in a REPL, list bytecode.
+//!
+//! Exit status: 0 success, 1 runtime error, 2 compile error, 64 usage error (and
+//! whatever a script passes to `os.exit`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kiln::report::{exit_code, render, use_color};
+use kiln::{KilnError, Output, Settings};
+
+const USAGE_ERROR: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Kiln: a tiered scripting runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Run CODE instead of a file.
+    #[arg(
+        short = 'e',
+        long = "eval",
+        value_name = "CODE",
+        conflicts_with = "file"
+    )]
+    eval: Option<String>,
+    #[command(flatten)]
+    opts: RunOpts,
+    /// The script to run (without a subcommand); the arguments after it go to the script.
+    file: Option<PathBuf>,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, requires = "file")]
+    args: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a script; the arguments after it are the script's (`os.args()`).
+    Run {
+        file: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// An interactive session (also what a bare `kiln` starts on a terminal).
+    Repl,
+    /// Print the bytecode of a script and the modules it imports.
+    Disasm { file: PathBuf },
+}
+
+#[derive(Args)]
+struct RunOpts {
+    /// Collect garbage at every allocation (a debugging aid; also KILN_GC_STRESS=1).
+    #[arg(long, global = true)]
+    gc_stress: bool,
+}
+
+impl RunOpts {
+    fn settings(&self, args: Vec<String>) -> Settings {
+        let mut s = Settings::default();
+        s.heap.stress = self.gc_stress || env_flag("KILN_GC_STRESS");
+        s.args = args;
+        s
+    }
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(USAGE_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match (cli.command, cli.eval, cli.file) {
+        (Some(Command::Run { file, args }), _, _) => run_file(&file, cli.opts.settings(args)),
+        (Some(Command::Repl), _, _) => repl(cli.opts.settings(Vec::new())),
+        (Some(Command::Disasm { file }), _, _) => disasm(&file, &cli.opts),
+        (None, Some(code), _) => finish(kiln::run_source(
+            "<eval>",
+            &code,
+            cli.opts.settings(cli.args),
+            Output::stdio(),
+        )),
+        (None, None, Some(file)) => run_file(&file, cli.opts.settings(cli.args)),
+        (None, None, None) => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                repl(cli.opts.settings(Vec::new()))
+            } else {
+                // `echo 'print(1)' | kiln` runs standard input as a script.
+                let mut code = String::new();
+                if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut code) {
+                    eprintln!("error: cannot read standard input: {e}");
+                    return ExitCode::from(USAGE_ERROR);
+                }
+                finish(kiln::run_source(
+                    "<stdin>",
+                    &code,
+                    cli.opts.settings(Vec::new()),
+                    Output::stdio(),
+                ))
+            }
+        }
+    }
+}
+
+fn read_script(file: &PathBuf) -> Result<String, ExitCode> {
+    std::fs::read_to_string(file).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", file.display());
+        ExitCode::from(USAGE_ERROR)
+    })
+}
+
+fn run_file(file: &PathBuf, settings: Settings) -> ExitCode {
+    match read_script(file) {
+        Ok(text) => finish(kiln::run_source(
+            &file.to_string_lossy(),
+            &text,
+            settings,
+            Output::stdio(),
+        )),
+        Err(code) => code,
+    }
+}
+
+fn finish(result: Result<(), KilnError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            render(&e, &mut std::io::stderr(), use_color());
+            ExitCode::from(exit_code(&e).clamp(0, 255) as u8)
+        }
+    }
+}
+
+fn disasm(file: &PathBuf, opts: &RunOpts) -> ExitCode {
+    let text = match read_script(file) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let settings = opts.settings(Vec::new());
+    match kiln::vm::compile(&file.to_string_lossy(), &text, &settings.capabilities) {
+        Ok((program, _)) => {
+            print!("{}", kiln::vm::disasm::disassemble(&program));
+            ExitCode::SUCCESS
+        }
+        Err(e) => finish(Err(e)),
+    }
+}
+
+fn repl(settings: Settings) -> ExitCode {
+    use rustyline::error::ReadlineError;
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot start the line editor: {e}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kiln_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    println!(
+        "Kiln {} — :quit or Ctrl-D to leave",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut session = kiln::vm::repl::Repl::new(settings, Output::stdio());
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() { "> " } else { "… " };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if buffer.is_empty() && matches!(line.trim(), ":quit" | ":q" | ":exit") {
+                    break;
+                }
+                buffer.push_str(&line);
+                buffer.push('\n');
+                if kiln::vm::repl::Repl::is_incomplete(&buffer) {
+                    continue;
+                }
+                let _ = editor.add_history_entry(buffer.trim_end());
+                match session.eval(&buffer) {
+                    Ok(Some(shown)) => println!("{shown}"),
+                    Ok(None) => {}
+                    Err(e) => render(&e, &mut std::io::stderr(), use_color()),
+                }
+                buffer.clear();
+            }
+            Err(ReadlineError::Interrupted) => buffer.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("error: {e}");
+                break;
+            }
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    ExitCode::SUCCESS
+}

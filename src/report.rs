@@ -1,0 +1,90 @@
+//! Rendering of compile and runtime errors: the message, the source line with a caret
+//! (through ariadne), and the script stack trace.
+
+use std::io::Write;
+
+use ariadne::{Color, Config, Label, Report, ReportKind, Source};
+use kiln_vm::{ErrorKind, KilnError};
+
+/// Whether to colour output: only on a terminal, and never with `NO_COLOR` set.
+pub fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+/// Writes `err` to `out` the way the CLI shows it.
+pub fn render(err: &KilnError, out: &mut dyn Write, color: bool) {
+    for d in &err.diagnostics {
+        match &d.location {
+            Some((file, span)) => {
+                let name = file.name.as_str();
+                let (line, col) = file.line_col(span.start);
+                // ariadne counts in characters; spans are bytes.
+                let start = file.text[..span.start as usize].chars().count();
+                let len = file
+                    .text
+                    .get(span.start as usize..span.end as usize)
+                    .map_or(1, |s| s.chars().count().max(1));
+                let report = Report::build(
+                    ReportKind::Custom("error", Color::Red),
+                    (name, start..start + len),
+                )
+                .with_config(Config::default().with_color(color).with_compact(false))
+                .with_message(&d.message)
+                .with_label(
+                    Label::new((name, start..start + len))
+                        .with_message("here")
+                        .with_color(Color::Red),
+                )
+                .finish();
+                let mut buf = Vec::new();
+                if report
+                    .write((name, Source::from(&file.text)), &mut buf)
+                    .is_err()
+                {
+                    let _ = writeln!(out, "error: {} ({name}:{line}:{col})", d.message);
+                    continue;
+                }
+                if !color {
+                    // ariadne colours a custom report kind even when told not to.
+                    buf = strip_ansi(&buf);
+                }
+                let _ = out.write_all(&buf);
+            }
+            None => {
+                let _ = writeln!(out, "error: {}", d.message);
+            }
+        }
+    }
+    for t in &err.trace {
+        let _ = writeln!(out, "  at {t}");
+    }
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`).
+fn strip_ansi(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == 0x1b && bytes.get(i + 1) == Some(&b'[') {
+            i += 2;
+            while i < bytes.len() && !bytes[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            i += 1;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The CLI's exit status for an error.
+pub fn exit_code(err: &KilnError) -> i32 {
+    match err.kind {
+        ErrorKind::Compile | ErrorKind::Io => 2,
+        ErrorKind::Runtime => 1,
+        ErrorKind::Exit(code) => code,
+    }
+}

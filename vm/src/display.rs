@@ -1,0 +1,383 @@
+//! The display form of values: what `print`, `str()` and string interpolation produce.
+//!
+//! Strings are raw at the top level ([`display`]) and quoted with escapes everywhere else
+//! ([`repr`]). Floats print like Python's `repr` ([`format_float`]). Containers print
+//! their elements in repr form; a container met again while it is still being printed
+//! (a cycle) prints as `[...]`, `{...}` or `Name {...}`. Only the current path counts, so
+//! a child shared by two parents prints fully both times. Output is bounded twice over:
+//! nesting deeper than [`MAX_DEPTH`] prints `...` (the printer recurses, and must not
+//! overflow the Rust stack), and output past [`MAX_OUTPUT`] is cut off with `...` (a
+//! small graph with much sharing can otherwise expand exponentially).
+
+use crate::value::{Range, Value};
+use crate::vm::Vm;
+
+/// Containers nested deeper than this print as `...`.
+const MAX_DEPTH: usize = 200;
+
+/// Output stops growing (and ends in `...`) once it passes this many bytes.
+const MAX_OUTPUT: usize = crate::builtins::MAX_STRING_BYTES;
+
+/// The display form: strings raw, everything else as [`repr`].
+pub fn display(vm: &Vm, v: Value) -> String {
+    match v {
+        Value::Str(s) => s.get(&vm.heap).text.to_string(),
+        _ => repr(vm, v),
+    }
+}
+
+/// The form a value takes inside a container: strings quoted with escapes.
+pub fn repr(vm: &Vm, v: Value) -> String {
+    let mut p = Printer {
+        vm,
+        path: Vec::new(),
+        out: String::new(),
+    };
+    p.value(v);
+    p.out
+}
+
+/// A float as Python's `repr` writes it: the shortest digits that read back to the same
+/// float, in positional notation when the decimal exponent is in `-4..16` and in
+/// scientific notation (`1e+16`, `1.5e-07`) otherwise.
+pub fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits, as `d.ddde-7`.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|&c| c != '.').collect();
+    let sign = if f < 0.0 { "-" } else { "" };
+    let body = if (-4..16).contains(&exp) {
+        positional(&digits, exp)
+    } else {
+        scientific(&digits, exp)
+    };
+    format!("{sign}{body}")
+}
+
+/// `digits` (first digit in the units place times 10^exp) written out positionally.
+fn positional(digits: &str, exp: i32) -> String {
+    if exp < 0 {
+        let zeros = "0".repeat((-exp - 1) as usize);
+        return format!("0.{zeros}{digits}");
+    }
+    let int_len = exp as usize + 1;
+    if digits.len() <= int_len {
+        let zeros = "0".repeat(int_len - digits.len());
+        format!("{digits}{zeros}.0")
+    } else {
+        format!("{}.{}", &digits[..int_len], &digits[int_len..])
+    }
+}
+
+/// `d.ddde+XX`, with the exponent signed and at least two digits wide.
+fn scientific(digits: &str, exp: i32) -> String {
+    let (first, rest) = digits.split_at(1);
+    let point = if rest.is_empty() { "" } else { "." };
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{first}{point}{rest}e{sign}{:02}", exp.unsigned_abs())
+}
+
+/// Appends `s` quoted, with the escapes a Kiln string literal understands.
+pub(crate) fn quote_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `0..10`, `0..=10`, or `range(0, 10, 2)` when the step is not 1.
+fn range_text(r: &Range) -> String {
+    match (r.step, r.inclusive) {
+        (1, false) => format!("{}..{}", r.start, r.end),
+        (1, true) => format!("{}..={}", r.start, r.end),
+        _ => format!("range({}, {}, {})", r.start, r.end, r.step),
+    }
+}
+
+/// The recursive printer: output so far and the containers on the current path.
+struct Printer<'a> {
+    vm: &'a Vm,
+    path: Vec<usize>,
+    out: String,
+}
+
+impl Printer<'_> {
+    fn value(&mut self, v: Value) {
+        let heap = &self.vm.heap;
+        match v {
+            Value::Nil | Value::Undef => self.out.push_str("nil"),
+            Value::Bool(b) => self.out.push_str(if b { "true" } else { "false" }),
+            Value::Int(i) => self.out.push_str(&i.to_string()),
+            Value::Float(f) => self.out.push_str(&format_float(f)),
+            Value::Str(s) => quote_into(&mut self.out, &s.get(heap).text),
+            Value::Array(_) | Value::Map(_) | Value::Struct(_) => self.container(v),
+            Value::Func(c) => {
+                let name = &self.vm.program().proto(c.get(heap).proto).name;
+                if &**name == "<anonymous>" {
+                    self.out.push_str("<fn>");
+                } else {
+                    self.out.push_str(&format!("<fn {name}>"));
+                }
+            }
+            Value::Native(n) => self.out.push_str(&format!("<fn {}>", n.get(heap).name)),
+            Value::Range(r) => self.out.push_str(&range_text(r.get(heap))),
+            Value::Error(e) => self
+                .out
+                .push_str(&format!("error: {}", e.get(heap).message)),
+            Value::Type(t) => self.out.push_str(&format!("<struct {}>", t.get(heap).name)),
+            Value::Module(m) => self.out.push_str(&format!("<module {}>", m.get(heap).name)),
+            Value::Weak(_) => self.out.push_str("<weak>"),
+            Value::Cell(_) => self.out.push_str("<cell>"),
+        }
+    }
+
+    /// Arrays, maps and struct instances: the ones that can nest and form cycles.
+    fn container(&mut self, v: Value) {
+        let addr = v.heap_addr().unwrap_or(0);
+        let (open, close) = self.brackets(v);
+        if self.path.contains(&addr) {
+            self.out.push_str(&format!("{open}...{close}"));
+            return;
+        }
+        if self.path.len() >= MAX_DEPTH {
+            self.out.push_str("...");
+            return;
+        }
+        self.path.push(addr);
+        self.out.push_str(&open);
+        self.contents(v);
+        self.out.push_str(close);
+        self.path.pop();
+    }
+
+    /// The opening and closing text of a container (`Vec2 {`, `}`).
+    fn brackets(&self, v: Value) -> (String, &'static str) {
+        match v {
+            Value::Array(_) => ("[".into(), "]"),
+            Value::Struct(s) => {
+                let ty = s.get(&self.vm.heap).ty.get(&self.vm.heap);
+                (format!("{} {{", ty.name), "}")
+            }
+            _ => ("{".into(), "}"),
+        }
+    }
+
+    fn contents(&mut self, v: Value) {
+        let heap = &self.vm.heap;
+        match v {
+            Value::Array(a) => {
+                for (i, &item) in a.get(heap).items.iter().enumerate() {
+                    if !self.separator(i, ", ") {
+                        break;
+                    }
+                    self.value(item);
+                }
+            }
+            Value::Map(m) => {
+                for (i, &(k, item)) in m.get(heap).entries.values().enumerate() {
+                    if !self.separator(i, ", ") {
+                        break;
+                    }
+                    self.value(k);
+                    self.out.push_str(": ");
+                    self.value(item);
+                }
+            }
+            Value::Struct(s) => {
+                let inst = s.get(heap);
+                let ty = inst.ty.get(heap);
+                for (i, (name, &field)) in ty.fields.iter().zip(inst.fields.iter()).enumerate() {
+                    self.out.push_str(if i == 0 { " " } else { ", " });
+                    if self.out.len() > MAX_OUTPUT {
+                        self.out.push_str("...");
+                        break;
+                    }
+                    self.out.push_str(name);
+                    self.out.push_str(": ");
+                    self.value(field);
+                }
+                if !inst.fields.is_empty() {
+                    self.out.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the separator before element `i`; false (after writing `...`) once the
+    /// output is too long to continue.
+    fn separator(&mut self, i: usize, sep: &str) -> bool {
+        if i > 0 {
+            self.out.push_str(sep);
+        }
+        if self.out.len() > MAX_OUTPUT {
+            self.out.push_str("...");
+            return false;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builtins::testing::{text, vm};
+    use crate::value::{Instance, StructType};
+
+    /// A new rooted array of `items`.
+    fn array(vm: &mut Vm, items: Vec<Value>) -> Value {
+        let v = vm.new_array(items);
+        vm.push_root(v);
+        v
+    }
+
+    fn push(vm: &mut Vm, arr: Value, v: Value) {
+        if let Value::Array(a) = arr {
+            a.get_mut(&mut vm.heap).items.push(v);
+        }
+    }
+
+    #[test]
+    fn containers_quote_strings_and_mark_cycles() {
+        let mut vm = vm();
+        let s = text(&mut vm, "a\"b\n\u{1}é");
+        assert_eq!(display(&vm, s), "a\"b\n\u{1}é");
+        let a = array(
+            &mut vm,
+            vec![Value::Int(1), s, Value::Nil, Value::Float(1e20)],
+        );
+        assert_eq!(display(&vm, a), "[1, \"a\\\"b\\n\\u{1}é\", nil, 1e+20]");
+        let cyc = array(&mut vm, vec![Value::Int(1)]);
+        push(&mut vm, cyc, cyc);
+        assert_eq!(display(&vm, cyc), "[1, [...]]");
+        let shared = array(&mut vm, vec![Value::Int(1)]);
+        let twice = array(&mut vm, vec![shared, shared]);
+        assert_eq!(display(&vm, twice), "[[1], [1]]");
+    }
+
+    #[test]
+    fn deep_nesting_is_cut_off() {
+        let mut vm = vm();
+        let mut v = Value::Nil;
+        for _ in 0..100_000 {
+            v = array(&mut vm, vec![v]);
+        }
+        let out = display(&vm, v);
+        assert!(out.starts_with("[[[[") && out.contains("..."));
+        assert!(out.len() < 1000);
+    }
+
+    #[test]
+    fn structs_and_ranges() {
+        let mut vm = vm();
+        let ty = vm.alloc(StructType {
+            name: "Vec2".into(),
+            fields: Box::new(["x".into(), "y".into()]),
+            has_default: Box::new([false, false]),
+            field_types: Box::new([None, None]),
+            init: None,
+            methods: Vec::new(),
+        });
+        vm.push_root(Value::Type(ty));
+        let inst = vm.alloc(Instance {
+            ty,
+            fields: Box::new([Value::Float(3.0), Value::Nil]),
+        });
+        let v = Value::Struct(inst);
+        vm.push_root(v);
+        inst.get_mut(&mut vm.heap).fields[1] = v;
+        assert_eq!(display(&vm, v), "Vec2 { x: 3.0, y: Vec2 {...} }");
+        assert_eq!(display(&vm, Value::Type(ty)), "<struct Vec2>");
+        let empty_ty = vm.alloc(StructType {
+            name: "E".into(),
+            fields: Box::new([]),
+            has_default: Box::new([]),
+            field_types: Box::new([]),
+            init: None,
+            methods: Vec::new(),
+        });
+        vm.push_root(Value::Type(empty_ty));
+        let e = vm.alloc(Instance {
+            ty: empty_ty,
+            fields: Box::new([]),
+        });
+        assert_eq!(display(&vm, Value::Struct(e)), "E {}");
+        for (start, end, step, inclusive, want) in [
+            (0, 10, 1, false, "0..10"),
+            (0, 10, 1, true, "0..=10"),
+            (0, 10, 2, false, "range(0, 10, 2)"),
+        ] {
+            let r = vm.alloc(Range {
+                start,
+                end,
+                step,
+                inclusive,
+            });
+            assert_eq!(display(&vm, Value::Range(r)), want);
+        }
+    }
+
+    #[test]
+    fn floats_match_python_repr() {
+        // Expected strings are Python 3's repr() of the same floats.
+        let cases: &[(f64, &str)] = &[
+            (1.0, "1.0"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e20, "1e+20"),
+            (1.5e-7, "1.5e-07"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (123456789012345.0, "123456789012345.0"),
+            (1234567890123456.0, "1234567890123456.0"),
+            (12345678901234567.0, "1.2345678901234568e+16"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (0.00012345, "0.00012345"),
+            (123.456, "123.456"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (-1.5, "-1.5"),
+            (100.0, "100.0"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (2.0 / 3.0, "0.6666666666666666"),
+            (1e-10, "1e-10"),
+            (12345678901234567890.0, "1.2345678901234567e+19"),
+            (9007199254740992.0, "9007199254740992.0"),
+            (1e100, "1e+100"),
+            (2.5e-300, "2.5e-300"),
+            (-1e22, "-1e+22"),
+            (0.5, "0.5"),
+            (3.141592653589793, "3.141592653589793"),
+            (1e-4, "0.0001"),
+            (9999999999999998.0, "9999999999999998.0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
+        ];
+        for &(f, want) in cases {
+            assert_eq!(format_float(f), want, "format_float({f:e})");
+        }
+    }
+}

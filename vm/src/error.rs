@@ -1,0 +1,121 @@
+//! Errors: compile diagnostics, runtime faults in flight, and the error a host sees.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::source::{SourceFile, Span};
+use crate::value::{TraceEntry, Value};
+
+/// A message tied (when possible) to a place in a source file.
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub message: String,
+    pub location: Option<(Arc<SourceFile>, Span)>,
+}
+
+impl Diagnostic {
+    pub fn new(message: impl Into<String>, location: Option<(Arc<SourceFile>, Span)>) -> Self {
+        Diagnostic {
+            message: message.into(),
+            location,
+        }
+    }
+
+    /// `file:line:col` of the location, if any.
+    pub fn position(&self) -> Option<String> {
+        self.location.as_ref().map(|(f, s)| {
+            let (l, c) = f.line_col(s.start);
+            format!("{}:{l}:{c}", f.name)
+        })
+    }
+}
+
+/// An error travelling through the interpreter before it is caught or reported.
+#[derive(Debug)]
+pub enum Fault {
+    /// A runtime error raised by the VM or a native function. The interpreter turns it
+    /// into an Error value positioned at the current instruction.
+    Error(String),
+    /// A script value being thrown (`throw v`, a rethrown Error).
+    Throw(Value),
+    /// `os.exit(code)`: unwinds everything, runs no handlers.
+    Exit(i32),
+}
+
+impl From<String> for Fault {
+    fn from(s: String) -> Fault {
+        Fault::Error(s)
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(s: &str) -> Fault {
+        Fault::Error(s.to_string())
+    }
+}
+
+/// Shorthand for natives: `Err(fault!("cannot convert {x} to int"))`.
+#[macro_export]
+macro_rules! fault {
+    ($($arg:tt)*) => { $crate::error::Fault::Error(format!($($arg)*)) };
+}
+
+/// What kind of failure a [`KilnError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Syntax, name resolution, imports: nothing ran.
+    Compile,
+    /// An uncaught error while running.
+    Runtime,
+    /// The script called `os.exit(code)`.
+    Exit(i32),
+    /// Reading a source file failed.
+    Io,
+}
+
+/// The error a host or the CLI receives.
+#[derive(Clone, Debug)]
+pub struct KilnError {
+    pub kind: ErrorKind,
+    /// Compile errors may be several; runtime errors have one.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Script stack trace, innermost frame first (runtime errors only).
+    pub trace: Vec<TraceEntry>,
+}
+
+impl KilnError {
+    pub fn compile(diagnostics: Vec<Diagnostic>) -> KilnError {
+        KilnError {
+            kind: ErrorKind::Compile,
+            diagnostics,
+            trace: Vec::new(),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        self.diagnostics.first().map_or("", |d| d.message.as_str())
+    }
+}
+
+impl fmt::Display for KilnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {}", d.message)?;
+            if let Some(p) = d.position() {
+                write!(f, " ({p})")?;
+            }
+        }
+        if let ErrorKind::Exit(code) = self.kind {
+            write!(f, "exit({code})")?;
+        }
+        for t in &self.trace {
+            write!(f, "\n  at {t}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KilnError {}

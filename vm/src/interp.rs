@@ -1,0 +1,733 @@
+//! The interpreter: one dispatch loop over register bytecode.
+//!
+//! Script-to-script calls push a [`Frame`] and continue in the same loop, so the Rust
+//! stack does not grow with script recursion and a task can stop at any instruction.
+//! The hot state (`pc`, `base`, the instruction slice) lives in locals; it is written
+//! back to the frame whenever something may need it (a call, an error, a trace).
+//!
+//! Errors leave `dispatch` as a [`Fault`]; [`Vm::execute`] turns the fault into a value,
+//! finds the innermost handler (`try`, `defer`) and re-enters the loop there.
+
+use kiln_gc::Gc;
+
+use crate::bytecode::{opc, Instr};
+use crate::error::Fault;
+use crate::ops;
+use crate::program::{Program, Proto, ProtoId, TypeKind};
+use crate::value::*;
+use crate::vm::{Frame, Handler, Vm};
+
+impl Vm {
+    /// Runs frames until the frame count drops back to `stop`; returns the value the
+    /// frame at depth `stop` returned.
+    pub(crate) fn execute(&mut self, stop: usize) -> Result<Value, Fault> {
+        loop {
+            match self.dispatch(stop) {
+                Ok(v) => return Ok(v),
+                Err(fault) => self.catch(fault, stop)?,
+            }
+        }
+    }
+
+    /// Delivers a fault to the innermost handler of this execution, or gives it back.
+    fn catch(&mut self, fault: Fault, stop: usize) -> Result<(), Fault> {
+        let value = match fault {
+            Fault::Exit(code) => {
+                self.frames.truncate(stop);
+                self.handlers.retain(|h| h.frame < stop);
+                return Err(Fault::Exit(code));
+            }
+            Fault::Error(msg) => self.make_error(&msg),
+            Fault::Throw(v) => {
+                if !matches!(v, Value::Error(_)) {
+                    self.throw_trace = Some(self.capture_trace());
+                }
+                v
+            }
+        };
+        match self.handlers.last().copied() {
+            Some(h) if h.frame >= stop => {
+                self.handlers.pop();
+                self.frames.truncate(h.frame + 1);
+                let f = self.frames.last_mut().expect("handler frame exists");
+                f.pc = h.pc;
+                let slot = f.base + h.reg as usize;
+                self.stack[slot] = value;
+                Ok(())
+            }
+            _ => {
+                self.frames.truncate(stop);
+                self.handlers.retain(|h| h.frame < stop);
+                Err(Fault::Throw(value))
+            }
+        }
+    }
+
+    /// Pushes a frame for `closure` whose callee slot is `callee` (absolute) with
+    /// `nargs` arguments after it; the result will go to `ret`.
+    pub(crate) fn push_frame(
+        &mut self,
+        closure: Gc<Closure>,
+        callee: usize,
+        nargs: usize,
+        ret: usize,
+    ) -> Result<(), Fault> {
+        let (pid, consts, module) = {
+            let c = closure.get(&self.heap);
+            (c.proto, c.consts, c.module)
+        };
+        let program = self.program.clone();
+        let p = program.proto(pid);
+        if self.frames.len() >= self.settings.max_depth {
+            return Err(Fault::Error("stack overflow".into()));
+        }
+        let (np, nreq) = (p.nparams as usize, p.nrequired as usize);
+        if nargs < nreq || (nargs > np && !p.has_rest) {
+            return Err(Fault::Error(arity_message(p, nargs)));
+        }
+        let base = callee + 1;
+        let need = base + p.max_regs as usize + 1;
+        if self.stack.len() < need {
+            self.stack
+                .resize(need.max(self.stack.len() * 2), Value::Nil);
+        }
+        for slot in &mut self.stack[base + nargs.min(np)..base + np] {
+            *slot = Value::Undef;
+        }
+        if p.has_rest {
+            let extra = if nargs > np {
+                self.stack[base + np..base + nargs].to_vec()
+            } else {
+                Vec::new()
+            };
+            let arr = self.new_array(extra);
+            self.stack[base + np] = arr;
+        }
+        self.frames.push(Frame {
+            closure,
+            proto: pid,
+            consts,
+            module,
+            pc: 0,
+            base,
+            ret,
+        });
+        Ok(())
+    }
+
+    /// Calls the value in `stack[callee]` with the `nargs` values after it; the result
+    /// goes to `ret`. Script functions get a frame (run by the loop); natives run now.
+    /// Returns true when a frame was pushed.
+    pub(crate) fn call_value(
+        &mut self,
+        callee: usize,
+        nargs: usize,
+        ret: usize,
+    ) -> Result<bool, Fault> {
+        match self.stack[callee] {
+            Value::Func(c) => {
+                self.push_frame(c, callee, nargs, ret)?;
+                Ok(true)
+            }
+            Value::Native(n) => {
+                let f = n.get(&self.heap).func;
+                let v = self.call_native(f, callee + 1, nargs)?;
+                self.stack[ret] = v;
+                Ok(false)
+            }
+            other => Err(Fault::Error(format!(
+                "cannot call {}",
+                other.type_name(&self.heap)
+            ))),
+        }
+    }
+
+    pub(crate) fn call_native(
+        &mut self,
+        f: NativeFn,
+        first: usize,
+        nargs: usize,
+    ) -> Result<Value, Fault> {
+        let mut buf = [Value::Nil; 8];
+        if nargs <= buf.len() {
+            buf[..nargs].copy_from_slice(&self.stack[first..first + nargs]);
+            f(self, &buf[..nargs])
+        } else {
+            let args = self.stack[first..first + nargs].to_vec();
+            f(self, &args)
+        }
+    }
+
+    /// The main loop. Returns when the frame at depth `stop` returns, or on a fault
+    /// (with the current frame's `pc` saved so positions and traces are right).
+    fn dispatch(&mut self, stop: usize) -> Result<Value, Fault> {
+        let program = self.program.clone();
+        let program: &Program = &program;
+        let mut frame = *self.frames.last().expect("dispatch needs a frame");
+        let mut proto: &Proto = program.proto(frame.proto);
+        let mut code: &[Instr] = &proto.code;
+        let mut pc = frame.pc;
+        let mut base = frame.base;
+
+        macro_rules! r {
+            ($i:expr) => {
+                self.stack[base + $i]
+            };
+        }
+        macro_rules! save_pc {
+            () => {
+                self.frames.last_mut().expect("frame").pc = pc
+            };
+        }
+        macro_rules! throw {
+            ($e:expr) => {{
+                save_pc!();
+                return Err($e);
+            }};
+        }
+        macro_rules! check {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => throw!(e),
+                }
+            };
+        }
+        macro_rules! reload {
+            () => {{
+                frame = *self.frames.last().expect("frame");
+                proto = program.proto(frame.proto);
+                code = &proto.code;
+                pc = frame.pc;
+                base = frame.base;
+            }};
+        }
+        macro_rules! konst {
+            ($i:expr) => {
+                frame.consts.get(&self.heap).values[$i]
+            };
+        }
+        macro_rules! arith {
+            ($ins:expr, $rhs:expr, $int:expr, $float:expr, $op:expr) => {{
+                let (x, y) = (r!($ins.b()), $rhs);
+                r!($ins.a()) = match (x, y) {
+                    (Value::Int(a), Value::Int(b)) => Value::Int($int(a, b)),
+                    (Value::Float(a), Value::Float(b)) => Value::Float($float(a, b)),
+                    _ => check!(ops::arith(self, $op, x, y)),
+                };
+            }};
+        }
+        macro_rules! jump_if {
+            ($cond:expr) => {{
+                if $cond {
+                    let j = code[pc];
+                    pc = (pc as isize + 1 + j.sj()) as usize;
+                } else {
+                    pc += 1;
+                }
+            }};
+        }
+
+        loop {
+            let ins = code[pc];
+            pc += 1;
+            match ins.op_byte() {
+                opc::Move => r!(ins.a()) = r!(ins.b()),
+                opc::LoadK => r!(ins.a()) = konst!(ins.bx()),
+                opc::LoadI => r!(ins.a()) = Value::Int(ins.sbx() as i64),
+                opc::LoadNil => {
+                    for i in 0..=ins.b() {
+                        r!(ins.a() + i) = Value::Nil;
+                    }
+                }
+                opc::LoadTrue => r!(ins.a()) = Value::Bool(true),
+                opc::LoadFalse => r!(ins.a()) = Value::Bool(false),
+                opc::LoadBuiltin => r!(ins.a()) = self.builtins[ins.bx()],
+                opc::GetModule => {
+                    let v = frame.module.get(&self.heap).vars[ins.bx()];
+                    if let Value::Undef = v {
+                        let name = frame.module.get(&self.heap).names[ins.bx()].clone();
+                        throw!(Fault::Error(format!("`{name}` used before initialization")));
+                    }
+                    r!(ins.a()) = v;
+                }
+                opc::SetModule => {
+                    let v = r!(ins.a());
+                    frame.module.get_mut(&mut self.heap).vars[ins.bx()] = v;
+                }
+                opc::GetUpval => {
+                    let cell = frame.closure.get(&self.heap).upvals[ins.b()];
+                    r!(ins.a()) = cell.get(&self.heap).value;
+                }
+                opc::SetUpval => {
+                    let cell = frame.closure.get(&self.heap).upvals[ins.b()];
+                    let v = r!(ins.a());
+                    cell.get_mut(&mut self.heap).value = v;
+                }
+                opc::NewCell => {
+                    let v = r!(ins.a());
+                    let c = self.alloc(Cell { value: v });
+                    r!(ins.a()) = Value::Cell(c);
+                }
+                opc::GetCell => {
+                    let Value::Cell(c) = r!(ins.b()) else {
+                        throw!(Fault::Error("internal error: expected a cell".into()))
+                    };
+                    r!(ins.a()) = c.get(&self.heap).value;
+                }
+                opc::SetCell => {
+                    let Value::Cell(c) = r!(ins.a()) else {
+                        throw!(Fault::Error("internal error: expected a cell".into()))
+                    };
+                    let v = r!(ins.b());
+                    c.get_mut(&mut self.heap).value = v;
+                }
+                opc::Add => arith!(
+                    ins,
+                    r!(ins.c()),
+                    i64::wrapping_add,
+                    |a, b| a + b,
+                    ops::Arith::Add
+                ),
+                opc::Sub => arith!(
+                    ins,
+                    r!(ins.c()),
+                    i64::wrapping_sub,
+                    |a, b| a - b,
+                    ops::Arith::Sub
+                ),
+                opc::Mul => arith!(
+                    ins,
+                    r!(ins.c()),
+                    i64::wrapping_mul,
+                    |a, b| a * b,
+                    ops::Arith::Mul
+                ),
+                opc::AddK => arith!(
+                    ins,
+                    konst!(ins.c()),
+                    i64::wrapping_add,
+                    |a, b| a + b,
+                    ops::Arith::Add
+                ),
+                opc::SubK => arith!(
+                    ins,
+                    konst!(ins.c()),
+                    i64::wrapping_sub,
+                    |a, b| a - b,
+                    ops::Arith::Sub
+                ),
+                opc::MulK => arith!(
+                    ins,
+                    konst!(ins.c()),
+                    i64::wrapping_mul,
+                    |a, b| a * b,
+                    ops::Arith::Mul
+                ),
+                opc::Div | opc::IDiv | opc::Mod | opc::Pow => {
+                    let (x, y) = (r!(ins.b()), r!(ins.c()));
+                    r!(ins.a()) =
+                        check!(ops::arith(self, ops::Arith::from_op(ins.op_byte()), x, y));
+                }
+                opc::DivK | opc::IDivK | opc::ModK | opc::PowK => {
+                    let (x, y) = (r!(ins.b()), konst!(ins.c()));
+                    r!(ins.a()) =
+                        check!(ops::arith(self, ops::Arith::from_op(ins.op_byte()), x, y));
+                }
+                opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
+                    let (x, y) = (r!(ins.b()), r!(ins.c()));
+                    r!(ins.a()) = check!(ops::bitwise(self, ins.op_byte(), x, y));
+                }
+                opc::Unm => {
+                    r!(ins.a()) = match r!(ins.b()) {
+                        Value::Int(i) => Value::Int(i.wrapping_neg()),
+                        Value::Float(f) => Value::Float(-f),
+                        other => throw!(Fault::Error(format!(
+                            "cannot negate {}",
+                            other.type_name(&self.heap)
+                        ))),
+                    }
+                }
+                opc::Not => r!(ins.a()) = Value::Bool(!r!(ins.b()).truthy()),
+                opc::BNot => {
+                    r!(ins.a()) = match r!(ins.b()) {
+                        Value::Int(i) => Value::Int(!i),
+                        other => throw!(Fault::Error(format!(
+                            "cannot apply `~` to {}",
+                            other.type_name(&self.heap)
+                        ))),
+                    }
+                }
+                opc::Eq => {
+                    r!(ins.a()) = Value::Bool(ops::equal(&self.heap, r!(ins.b()), r!(ins.c())))
+                }
+                opc::Ne => {
+                    r!(ins.a()) = Value::Bool(!ops::equal(&self.heap, r!(ins.b()), r!(ins.c())))
+                }
+                opc::Lt => {
+                    let b = check!(ops::less(&self.heap, r!(ins.b()), r!(ins.c())));
+                    r!(ins.a()) = Value::Bool(b);
+                }
+                opc::Le => {
+                    let b = check!(ops::less_eq(&self.heap, r!(ins.b()), r!(ins.c())));
+                    r!(ins.a()) = Value::Bool(b);
+                }
+                opc::Jmp => pc = (pc as isize + ins.sj()) as usize,
+                opc::Test => jump_if!(r!(ins.a()).truthy() == (ins.c() != 0)),
+                opc::TestEq => {
+                    let eq = ops::equal(&self.heap, r!(ins.a()), r!(ins.b()));
+                    jump_if!(eq == (ins.c() != 0))
+                }
+                opc::TestLt => {
+                    let lt = match (r!(ins.a()), r!(ins.b())) {
+                        (Value::Int(a), Value::Int(b)) => a < b,
+                        (Value::Float(a), Value::Float(b)) => a < b,
+                        (a, b) => check!(ops::less(&self.heap, a, b)),
+                    };
+                    jump_if!(lt == (ins.c() != 0))
+                }
+                opc::TestLe => {
+                    let le = match (r!(ins.a()), r!(ins.b())) {
+                        (Value::Int(a), Value::Int(b)) => a <= b,
+                        (Value::Float(a), Value::Float(b)) => a <= b,
+                        (a, b) => check!(ops::less_eq(&self.heap, a, b)),
+                    };
+                    jump_if!(le == (ins.c() != 0))
+                }
+                opc::ForPrep => {
+                    let a = ins.a();
+                    let (start, end, step) =
+                        check!(ops::range_ints(&self.heap, r!(a), r!(a + 1), r!(a + 2)));
+                    r!(a + 2) = Value::Int(step);
+                    if (step > 0 && start >= end) || (step < 0 && start <= end) {
+                        pc = (pc as isize + ins.sbx()) as usize;
+                    } else {
+                        r!(a) = Value::Int(start);
+                        r!(a + 1) = Value::Int(end);
+                        r!(a + 3) = Value::Int(start);
+                    }
+                }
+                opc::ForLoop => {
+                    let a = ins.a();
+                    if let (Value::Int(i), Value::Int(end), Value::Int(step)) =
+                        (r!(a), r!(a + 1), r!(a + 2))
+                    {
+                        if let Some(next) = i.checked_add(step) {
+                            if (step > 0 && next < end) || (step < 0 && next > end) {
+                                r!(a) = Value::Int(next);
+                                r!(a + 3) = Value::Int(next);
+                                pc = (pc as isize + ins.sbx()) as usize;
+                            }
+                        }
+                    }
+                }
+                opc::IterPrep => {
+                    let v = r!(ins.a());
+                    check!(ops::check_iterable(&self.heap, v));
+                    r!(ins.a() + 1) = Value::Int(0);
+                }
+                opc::IterNext1 | opc::IterNext2 => {
+                    let a = ins.a();
+                    let two = ins.op_byte() == opc::IterNext2;
+                    if !check!(ops::iter_next(self, base + a, two)) {
+                        pc = (pc as isize + ins.sbx()) as usize;
+                    }
+                }
+                opc::DefaultArg => {
+                    if !matches!(r!(ins.a()), Value::Undef) {
+                        pc = (pc as isize + ins.sbx()) as usize;
+                    }
+                }
+                opc::CheckType => {
+                    let check = &proto.type_checks[ins.bx()];
+                    let v = r!(ins.a());
+                    match check_type(self, &check.ann.kind, check.ann.nilable, v) {
+                        Some(v) => r!(ins.a()) = v,
+                        None => throw!(Fault::Error(format!(
+                            "{} expected {}, got {}",
+                            check.what,
+                            check.ann.describe(),
+                            v.type_name(&self.heap)
+                        ))),
+                    }
+                }
+                opc::Call => {
+                    save_pc!();
+                    let a = base + ins.a();
+                    if check!(self.call_value(a, ins.b(), a)) {
+                        reload!();
+                    }
+                }
+                opc::CallMethod => {
+                    save_pc!();
+                    let name = match &proto.consts[ins.c()] {
+                        crate::program::Constant::Str(s) => s.clone(),
+                        _ => throw!(Fault::Error("internal error: method name".into())),
+                    };
+                    if check!(ops::call_method(self, base + ins.a(), ins.b(), &name)) {
+                        reload!();
+                    }
+                }
+                opc::Return => {
+                    let v = if ins.b() == 1 {
+                        r!(ins.a())
+                    } else {
+                        Value::Nil
+                    };
+                    let done = self.frames.pop().expect("returning frame");
+                    if self.frames.len() <= stop {
+                        return Ok(v);
+                    }
+                    self.stack[done.ret] = v;
+                    reload!();
+                }
+                opc::Closure => {
+                    save_pc!();
+                    let child = proto.protos[ins.bx()];
+                    let c = check!(self.make_closure(&frame, base, child));
+                    r!(ins.a()) = Value::Func(c);
+                }
+                opc::NewArray => {
+                    let (b, n) = (base + ins.b(), ins.c());
+                    let items = self.stack[b..b + n].to_vec();
+                    r!(ins.a()) = self.new_array(items);
+                }
+                opc::ArrayExtend => {
+                    let (b, n) = (base + ins.b(), ins.c());
+                    let Value::Array(arr) = r!(ins.a()) else {
+                        throw!(Fault::Error("internal error: expected an array".into()))
+                    };
+                    let items = self.stack[b..b + n].to_vec();
+                    arr.get_mut(&mut self.heap).items.extend(items);
+                }
+                opc::NewMap | opc::MapExtend => {
+                    save_pc!();
+                    let v = check!(ops::map_literal(self, ins, base));
+                    if ins.op_byte() == opc::NewMap {
+                        r!(ins.a()) = v;
+                    }
+                }
+                opc::NewRange | opc::NewRangeIncl => {
+                    save_pc!();
+                    let (s, e) = (r!(ins.b()), r!(ins.c()));
+                    let (start, end, _) = check!(ops::range_ints(&self.heap, s, e, Value::Int(1)));
+                    let g = self.alloc(Range {
+                        start,
+                        end,
+                        step: 1,
+                        inclusive: ins.op_byte() == opc::NewRangeIncl,
+                    });
+                    r!(ins.a()) = Value::Range(g);
+                }
+                opc::GetIndex => {
+                    let (o, i) = (r!(ins.b()), r!(ins.c()));
+                    r!(ins.a()) = match (o, i) {
+                        (Value::Array(arr), Value::Int(i)) => {
+                            let items = &arr.get(&self.heap).items;
+                            match ops::array_slot(items.len(), i) {
+                                Some(i) => items[i],
+                                None => throw!(ops::index_error(i, items.len())),
+                            }
+                        }
+                        _ => {
+                            save_pc!();
+                            check!(ops::get_index(self, o, i))
+                        }
+                    };
+                }
+                opc::SetIndex => {
+                    let (o, i, v) = (r!(ins.a()), r!(ins.b()), r!(ins.c()));
+                    match (o, i) {
+                        (Value::Array(arr), Value::Int(i)) => {
+                            let items = &mut arr.get_mut(&mut self.heap).items;
+                            match ops::array_slot(items.len(), i) {
+                                Some(i) => items[i] = v,
+                                None => {
+                                    let len = items.len();
+                                    throw!(ops::index_error(i, len))
+                                }
+                            }
+                        }
+                        _ => {
+                            save_pc!();
+                            check!(ops::set_index(self, o, i, v))
+                        }
+                    }
+                }
+                opc::GetField => {
+                    save_pc!();
+                    let o = r!(ins.b());
+                    let name = konst!(ins.c());
+                    r!(ins.a()) = check!(ops::get_field(self, o, name));
+                }
+                opc::SetField => {
+                    save_pc!();
+                    let (o, name, v) = (r!(ins.a()), konst!(ins.b()), r!(ins.c()));
+                    check!(ops::set_field(self, o, name, v));
+                }
+                opc::NewStruct => {
+                    save_pc!();
+                    let shape = proto.shapes[ins.c()].clone();
+                    let (a, b) = (base + ins.a(), base + ins.b());
+                    if check!(ops::new_struct(self, a, b, &shape)) {
+                        reload!();
+                    }
+                }
+                opc::NewStructType => {
+                    save_pc!();
+                    let t = self.make_struct_type(&frame, proto, ins.bx());
+                    r!(ins.a()) = Value::Type(t);
+                }
+                opc::AddMethod => {
+                    let (t, m, name) = (r!(ins.a()), r!(ins.b()), konst!(ins.c()));
+                    if let (Value::Type(t), Some(name)) = (t, name.as_str(&self.heap)) {
+                        let name: std::sync::Arc<str> = name.into();
+                        t.get_mut(&mut self.heap).methods.push((name, m));
+                    }
+                }
+                opc::Concat => {
+                    save_pc!();
+                    let mut s = String::new();
+                    for i in 0..ins.c() {
+                        let v = r!(ins.b() + i);
+                        match v {
+                            Value::Str(g) => s.push_str(&g.get(&self.heap).text),
+                            _ => s.push_str(&self.display(v)),
+                        }
+                    }
+                    r!(ins.a()) = self.new_string(s);
+                }
+                opc::Throw => throw!(Fault::Throw(r!(ins.a()))),
+                opc::PushHandler => {
+                    let target = (pc as isize + ins.sbx()) as usize;
+                    self.handlers.push(Handler {
+                        frame: self.frames.len() - 1,
+                        pc: target,
+                        reg: ins.a() as u8,
+                    });
+                }
+                opc::PopHandler => {
+                    self.handlers.pop();
+                }
+                opc::AddSuppressed => {
+                    if let Value::Error(e) = r!(ins.a()) {
+                        let v = r!(ins.b());
+                        e.get_mut(&mut self.heap).suppressed.push(v);
+                    }
+                }
+                opc::ImportModule => {
+                    save_pc!();
+                    let m = self.module_obj(crate::program::ModuleId(ins.bx() as u32));
+                    let a = base + ins.a();
+                    if m.get(&self.heap).started {
+                        self.stack[a] = Value::Module(m);
+                    } else {
+                        m.get_mut(&mut self.heap).started = true;
+                        let id = m.get(&self.heap).id.expect("file module");
+                        let main = program.module(id).main;
+                        let c = self.new_closure(main, Box::new([]), m);
+                        self.stack[a] = Value::Func(c);
+                        check!(self.push_frame(c, a, 0, a));
+                        reload!();
+                    }
+                }
+                opc::ImportStd => {
+                    save_pc!();
+                    let m = check!(crate::stdlib::std_module(self, ins.bx()));
+                    r!(ins.a()) = Value::Module(m);
+                }
+                opc::GetModuleObj => r!(ins.a()) = Value::Module(frame.module),
+                opc::Spawn => throw!(Fault::Error(
+                    "spawn is not supported yet: tasks arrive in a later release".into()
+                )),
+                other => throw!(Fault::Error(format!("internal error: bad opcode {other}"))),
+            }
+        }
+    }
+
+    fn make_closure(
+        &mut self,
+        frame: &Frame,
+        base: usize,
+        child: ProtoId,
+    ) -> Result<Gc<Closure>, Fault> {
+        let program = self.program.clone();
+        let sources = &program.proto(child).upvals;
+        let mut cells = Vec::with_capacity(sources.len());
+        for s in sources {
+            let cell = match *s {
+                crate::program::UpvalSource::Register(r) => match self.stack[base + r as usize] {
+                    Value::Cell(c) => c,
+                    _ => {
+                        return Err(Fault::Error(
+                            "internal error: captured variable is not boxed".into(),
+                        ))
+                    }
+                },
+                crate::program::UpvalSource::Upval(i) => {
+                    frame.closure.get(&self.heap).upvals[i as usize]
+                }
+            };
+            cells.push(cell);
+        }
+        Ok(self.new_closure(child, cells.into_boxed_slice(), frame.module))
+    }
+
+    fn make_struct_type(&mut self, frame: &Frame, proto: &Proto, idx: usize) -> Gc<StructType> {
+        let desc = &proto.structs[idx];
+        let init = desc
+            .init
+            .map(|i| self.new_closure(proto.protos[i as usize], Box::new([]), frame.module));
+        let ty = StructType {
+            name: desc.name.clone(),
+            fields: desc.fields.clone().into_boxed_slice(),
+            has_default: desc.has_default.clone().into_boxed_slice(),
+            field_types: desc.field_types.clone().into_boxed_slice(),
+            init,
+            methods: Vec::new(),
+        };
+        self.alloc(ty)
+    }
+}
+
+/// Checks `v` against an annotation; returns the (possibly converted) value.
+pub(crate) fn check_type(vm: &Vm, kind: &TypeKind, nilable: bool, v: Value) -> Option<Value> {
+    if nilable && matches!(v, Value::Nil) {
+        return Some(v);
+    }
+    let ok = match (kind, v) {
+        (TypeKind::Any, _) => true,
+        (TypeKind::Int, Value::Int(_)) => true,
+        (TypeKind::Float, Value::Float(_)) => true,
+        (TypeKind::Float, Value::Int(i)) => return Some(Value::Float(i as f64)),
+        (TypeKind::Bool, Value::Bool(_)) => true,
+        (TypeKind::Str, Value::Str(_)) => true,
+        (TypeKind::Array, Value::Array(_)) => true,
+        (TypeKind::Map, Value::Map(_)) => true,
+        (TypeKind::Fn, Value::Func(_) | Value::Native(_)) => true,
+        (TypeKind::Struct(name), Value::Struct(s)) => {
+            *s.get(&vm.heap).ty.get(&vm.heap).name == **name
+        }
+        _ => false,
+    };
+    ok.then_some(v)
+}
+
+fn arity_message(p: &Proto, nargs: usize) -> String {
+    let (np, nreq) = (p.nparams as usize, p.nrequired as usize);
+    if p.has_self && nargs == 0 {
+        return format!("{} is a method: call it on an instance", p.name);
+    }
+    // `self` is not an argument the caller wrote.
+    let skip = p.has_self as usize;
+    let (np, nreq, got) = (np - skip, nreq - skip, nargs - skip);
+    let plural = |n: usize| if n == 1 { "argument" } else { "arguments" };
+    let expected = if p.has_rest {
+        format!("at least {nreq} {}", plural(nreq))
+    } else if np == nreq {
+        format!("{np} {}", plural(np))
+    } else {
+        format!("{nreq} to {np} arguments")
+    };
+    format!("{} expects {expected}, got {got}", p.name)
+}

@@ -1,0 +1,135 @@
+//! kiln-vm: the Kiln language — front end, register bytecode compiler, interpreter,
+//! built-ins and standard modules.
+//!
+//! Pipeline: [`parser::parse`] → [`compiler`] (via [`Loader`]) → [`Program`] →
+//! [`Vm::run_main`]. See ARCHITECTURE.md at the repository root for the map.
+
+#![deny(unsafe_code)]
+
+pub mod ast;
+pub mod builtins;
+pub mod bytecode;
+mod captures;
+mod compile_expr;
+mod compiler;
+pub mod disasm;
+pub mod display;
+pub mod error;
+mod interp;
+pub mod lexer;
+pub mod loader;
+pub mod methods;
+pub mod ops;
+pub mod parser;
+pub mod program;
+pub mod repl;
+pub mod source;
+pub mod stdlib;
+pub mod value;
+pub mod vm;
+
+use std::sync::Arc;
+
+pub use error::{Diagnostic, ErrorKind, Fault, KilnError};
+pub use loader::Loader;
+pub use program::{ModuleId, Program};
+pub use value::Value;
+pub use vm::{Capabilities, Output, Settings, Vm};
+
+/// Compiles an entry script (and everything it imports) into a new program.
+pub fn compile(
+    name: &str,
+    text: &str,
+    caps: &Capabilities,
+) -> Result<(Program, ModuleId), KilnError> {
+    let mut program = Program::default();
+    let main = Loader::new(&mut program, caps.clone())
+        .compile_main(name, text)
+        .map_err(KilnError::compile)?;
+    Ok((program, main))
+}
+
+impl Vm {
+    /// Runs module `main` (after the prelude) to completion.
+    pub fn run_main(&mut self, main: ModuleId) -> Result<Value, KilnError> {
+        let result = match self.program.prelude {
+            Some(p) => self.run_module(p).and_then(|_| self.run_module(main)),
+            None => self.run_module(main),
+        };
+        self.flush();
+        result.map_err(|f| self.report(f))
+    }
+
+    /// Runs a module's top level if it has not run yet; returns its module object.
+    fn run_module(&mut self, id: ModuleId) -> Result<Value, Fault> {
+        let m = self.module_obj(id);
+        if m.get(&self.heap).started {
+            return Ok(Value::Module(m));
+        }
+        m.get_mut(&mut self.heap).started = true;
+        let main = self.program.module(id).main;
+        let c = self.new_closure(main, Box::new([]), m);
+        let slot = match self.frames.last() {
+            Some(f) => f.base + self.program.proto(f.proto).max_regs as usize,
+            None => 0,
+        };
+        if self.stack.len() <= slot {
+            self.stack.resize(slot + 1, Value::Nil);
+        }
+        self.stack[slot] = Value::Func(c);
+        let depth = self.frames.len();
+        self.push_frame(c, slot, 0, slot)?;
+        self.execute(depth)
+    }
+
+    /// A prelude function by name (script-level built-in methods).
+    pub(crate) fn prelude_fn(&mut self, name: &str) -> Result<Value, Fault> {
+        let id = self
+            .program
+            .prelude
+            .ok_or_else(|| fault!("internal error: no prelude"))?;
+        let m = self.module_obj(id);
+        match m.get(&self.heap).member(name) {
+            Some(v) if !matches!(v, Value::Undef) => Ok(v),
+            _ => Err(fault!("internal error: prelude has no `{name}`")),
+        }
+    }
+
+    /// Turns an uncaught fault into the error a host sees.
+    fn report(&mut self, fault: Fault) -> KilnError {
+        let (message, trace): (String, Arc<[value::TraceEntry]>) = match fault {
+            Fault::Exit(code) => {
+                return KilnError {
+                    kind: ErrorKind::Exit(code),
+                    diagnostics: Vec::new(),
+                    trace: Vec::new(),
+                }
+            }
+            Fault::Error(msg) => (msg, self.capture_trace()),
+            Fault::Throw(Value::Error(e)) => {
+                let e = e.get(&self.heap);
+                (e.message.to_string(), e.trace.clone())
+            }
+            Fault::Throw(v) => (
+                self.display(v),
+                self.throw_trace
+                    .take()
+                    .unwrap_or_else(|| self.capture_trace()),
+            ),
+        };
+        let location = trace.first().map(|t| {
+            let end = t.source.text[t.offset as usize..]
+                .char_indices()
+                .nth(1)
+                .map_or(t.source.text.len(), |(i, _)| t.offset as usize + i);
+            (t.source.clone(), source::Span::new(t.offset as usize, end))
+        });
+        self.frames.clear();
+        self.handlers.clear();
+        KilnError {
+            kind: ErrorKind::Runtime,
+            diagnostics: vec![Diagnostic::new(message, location)],
+            trace: trace.to_vec(),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Loading: source text to a compiled module graph.
+//!
+//! Imports are resolved at compile time: compiling a module compiles every file it
+//! imports first (depth first), so a whole program is compiled before any of it runs
+//! and an import cycle is a compile error naming the chain. Each file is compiled once;
+//! importing it again reuses its module.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use crate::compiler::ReplScope;
+use crate::error::Diagnostic;
+use crate::program::{ModuleId, Program};
+use crate::source::SourceFile;
+use crate::vm::Capabilities;
+
+/// The Kiln source of script-level built-in methods (`map`, `filter`, `sort_by`...).
+const PRELUDE: &str = include_str!("prelude.kn");
+
+/// Compiles modules into a [`Program`].
+pub struct Loader<'p> {
+    pub(crate) program: &'p mut Program,
+    caps: Capabilities,
+    /// Files being compiled, outermost first (for cycle reports).
+    in_progress: Vec<(PathBuf, String)>,
+    loaded: HashMap<PathBuf, ModuleId>,
+}
+
+impl<'p> Loader<'p> {
+    /// A loader over `program`; compiles the prelude into it if it is new.
+    pub fn new(program: &'p mut Program, caps: Capabilities) -> Loader<'p> {
+        let mut l = Loader {
+            program,
+            caps,
+            in_progress: Vec::new(),
+            loaded: HashMap::new(),
+        };
+        if l.program.prelude.is_none() {
+            let id = l
+                .compile_source("<prelude>", PRELUDE, "<prelude>")
+                .unwrap_or_else(|d| panic!("the built-in prelude does not compile: {d:?}"));
+            l.program.prelude = Some(id);
+        }
+        l
+    }
+
+    /// Compiles `text` (named `name` in messages) as a program's entry module.
+    pub fn compile_main(&mut self, name: &str, text: &str) -> Result<ModuleId, Vec<Diagnostic>> {
+        if let Ok(p) = std::fs::canonicalize(name) {
+            self.in_progress.push((p, file_label(name)));
+        }
+        let r = self.compile_source(name, text, "<main>");
+        self.in_progress.clear();
+        r
+    }
+
+    /// Compiles one REPL line as a continuation of `scope`'s module.
+    pub fn compile_repl_line(
+        &mut self,
+        text: &str,
+        scope: &ReplScope,
+    ) -> Result<ModuleId, Vec<Diagnostic>> {
+        let source = SourceFile::new("<repl>", text);
+        let module = self.parse(&source)?;
+        crate::compiler::compile_module(self, &module, source, "<main>", Some(scope))
+    }
+
+    fn parse(&self, source: &Arc<SourceFile>) -> Result<crate::ast::Module, Vec<Diagnostic>> {
+        crate::parser::parse(&source.text).map_err(|errs| {
+            errs.into_iter()
+                .map(|e| Diagnostic::new(e.message, Some((source.clone(), e.span))))
+                .collect::<Vec<_>>()
+        })
+    }
+
+    fn compile_source(
+        &mut self,
+        name: &str,
+        text: &str,
+        display: &str,
+    ) -> Result<ModuleId, Vec<Diagnostic>> {
+        let source = SourceFile::new(name, text);
+        let module = self.parse(&source)?;
+        crate::compiler::compile_module(self, &module, source, display, None)
+    }
+
+    /// Compiles (or reuses) the module at `rel`, relative to the importing file.
+    pub(crate) fn import_file(
+        &mut self,
+        from: &SourceFile,
+        rel: &str,
+    ) -> Result<ModuleId, Vec<Diagnostic>> {
+        let shown = normalize(
+            &Path::new(&from.name)
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(rel),
+        );
+        let shown_str = shown.to_string_lossy().into_owned();
+        let canon = std::fs::canonicalize(&shown).map_err(|e| {
+            vec![Diagnostic::new(
+                format!("cannot import \"{rel}\": {e}"),
+                None,
+            )]
+        })?;
+        if let Some(&id) = self.loaded.get(&canon) {
+            return Ok(id);
+        }
+        if let Some(pos) = self.in_progress.iter().position(|(p, _)| *p == canon) {
+            let mut chain: Vec<&str> = self.in_progress[pos..]
+                .iter()
+                .map(|(_, n)| n.as_str())
+                .collect();
+            let label = file_label(&shown_str);
+            chain.push(&label);
+            return Err(vec![Diagnostic::new(
+                format!("import cycle: {}", chain.join(" -> ")),
+                None,
+            )]);
+        }
+        let text = std::fs::read_to_string(&shown).map_err(|e| {
+            vec![Diagnostic::new(
+                format!("cannot import \"{rel}\": {e}"),
+                None,
+            )]
+        })?;
+        let stem = shown
+            .file_stem()
+            .map_or_else(|| shown_str.clone(), |s| s.to_string_lossy().into_owned());
+        self.in_progress
+            .push((canon.clone(), file_label(&shown_str)));
+        let r = self.compile_source(&shown_str, &text, &stem);
+        self.in_progress.pop();
+        let id = r?;
+        self.loaded.insert(canon, id);
+        Ok(id)
+    }
+
+    /// A standard module's index and member names, if it exists and is granted.
+    pub(crate) fn std_module(&self, name: &str) -> Option<(u16, Vec<Arc<str>>)> {
+        let idx = crate::stdlib::STD_MODULES.iter().position(|m| *m == name)?;
+        self.granted(name)
+            .then(|| (idx as u16, crate::stdlib::members(idx)))
+    }
+
+    fn granted(&self, name: &str) -> bool {
+        match name {
+            "fs" => self.caps.fs,
+            "os" => self.caps.os,
+            "time" => self.caps.time,
+            _ => true,
+        }
+    }
+
+    /// Why `import name` failed.
+    pub(crate) fn std_refusal(&self, name: &str) -> String {
+        if crate::stdlib::STD_MODULES.contains(&name) {
+            format!("module `{name}` is not available: the host did not grant it")
+        } else {
+            format!("unknown module `{name}` (to import a file, write: import {name} from \"./{name}.kn\")")
+        }
+    }
+}
+
+/// The file name shown in import-cycle messages.
+fn file_label(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Removes `.` components and folds `dir/..` so names in traces read naturally.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}

@@ -1,0 +1,666 @@
+//! The semantics of operators and object access: numeric rules, equality and ordering,
+//! indexing, fields, method dispatch, iteration. The interpreter inlines the common
+//! int/float cases and calls these for everything else.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use kiln_gc::Heap;
+
+use crate::bytecode::{opc, Instr};
+use crate::error::Fault;
+use crate::fault;
+use crate::interp::check_type;
+use crate::methods::{self, Method};
+use crate::value::*;
+use crate::vm::Vm;
+
+/// Arithmetic operators with a shared slow path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    IDiv,
+    Mod,
+    Pow,
+}
+
+impl Arith {
+    pub fn from_op(op: u8) -> Arith {
+        match op {
+            opc::Add | opc::AddK => Arith::Add,
+            opc::Sub | opc::SubK => Arith::Sub,
+            opc::Mul | opc::MulK => Arith::Mul,
+            opc::Div | opc::DivK => Arith::Div,
+            opc::IDiv | opc::IDivK => Arith::IDiv,
+            opc::Mod | opc::ModK => Arith::Mod,
+            _ => Arith::Pow,
+        }
+    }
+
+    fn describe(self, a: &str, b: &str) -> String {
+        match self {
+            Arith::Add => format!("cannot add {a} and {b}"),
+            Arith::Sub => format!("cannot subtract {a} and {b}"),
+            Arith::Mul => format!("cannot multiply {a} and {b}"),
+            Arith::Div => format!("cannot divide {a} and {b}"),
+            Arith::IDiv => format!("cannot apply `~/` to {a} and {b}"),
+            Arith::Mod => format!("cannot apply `%` to {a} and {b}"),
+            Arith::Pow => format!("cannot apply `**` to {a} and {b}"),
+        }
+    }
+}
+
+fn as_f64(v: Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(i as f64),
+        Value::Float(f) => Some(f),
+        _ => None,
+    }
+}
+
+/// Floor division of ints (`~/`), wrapping on `MIN ~/ -1`.
+pub fn int_floor_div(a: i64, b: i64) -> Result<i64, Fault> {
+    if b == 0 {
+        return Err(fault!("division by zero"));
+    }
+    let q = a.wrapping_div(b);
+    Ok(if (a % b != 0) && ((a < 0) != (b < 0)) {
+        q - 1
+    } else {
+        q
+    })
+}
+
+/// Floored modulo of ints: the result has the divisor's sign.
+pub fn int_mod(a: i64, b: i64) -> Result<i64, Fault> {
+    if b == 0 {
+        return Err(fault!("division by zero"));
+    }
+    let r = a.wrapping_rem(b);
+    Ok(if r != 0 && ((r < 0) != (b < 0)) {
+        r + b
+    } else {
+        r
+    })
+}
+
+pub fn float_mod(a: f64, b: f64) -> f64 {
+    let r = a % b;
+    if r != 0.0 && ((r < 0.0) != (b < 0.0)) {
+        r + b
+    } else {
+        r
+    }
+}
+
+/// Wrapping integer power by squaring (exponent >= 0).
+pub fn int_pow(mut base: i64, mut exp: i64) -> i64 {
+    let mut acc: i64 = 1;
+    while exp > 0 {
+        if exp & 1 == 1 {
+            acc = acc.wrapping_mul(base);
+        }
+        base = base.wrapping_mul(base);
+        exp >>= 1;
+    }
+    acc
+}
+
+/// The full arithmetic semantics (numbers, string `+`, array `+`).
+pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault> {
+    if let (Value::Int(x), Value::Int(y)) = (a, b) {
+        return Ok(match op {
+            Arith::Add => Value::Int(x.wrapping_add(y)),
+            Arith::Sub => Value::Int(x.wrapping_sub(y)),
+            Arith::Mul => Value::Int(x.wrapping_mul(y)),
+            Arith::Div => Value::Float(x as f64 / y as f64),
+            Arith::IDiv => Value::Int(int_floor_div(x, y)?),
+            Arith::Mod => Value::Int(int_mod(x, y)?),
+            Arith::Pow if y >= 0 => Value::Int(int_pow(x, y)),
+            Arith::Pow => Value::Float((x as f64).powf(y as f64)),
+        });
+    }
+    if let (Some(x), Some(y)) = (as_f64(a), as_f64(b)) {
+        return Ok(Value::Float(match op {
+            Arith::Add => x + y,
+            Arith::Sub => x - y,
+            Arith::Mul => x * y,
+            Arith::Div => x / y,
+            Arith::IDiv => (x / y).floor(),
+            Arith::Mod => float_mod(x, y),
+            Arith::Pow => x.powf(y),
+        }));
+    }
+    if op == Arith::Add {
+        match (a, b) {
+            (Value::Str(_), _) | (_, Value::Str(_)) => {
+                let mut s = vm.display(a);
+                s.push_str(&vm.display(b));
+                return Ok(vm.new_string(s));
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                let mut items = x.get(&vm.heap).items.clone();
+                items.extend_from_slice(&y.get(&vm.heap).items);
+                return Ok(vm.new_array(items));
+            }
+            _ => {}
+        }
+    }
+    Err(Fault::Error(
+        op.describe(a.type_name(&vm.heap), b.type_name(&vm.heap)),
+    ))
+}
+
+/// `& | ^ << >>` on ints.
+pub fn bitwise(vm: &Vm, op: u8, a: Value, b: Value) -> Result<Value, Fault> {
+    let (Value::Int(x), Value::Int(y)) = (a, b) else {
+        let sym = match op {
+            opc::BAnd => "&",
+            opc::BOr => "|",
+            opc::BXor => "^",
+            opc::Shl => "<<",
+            _ => ">>",
+        };
+        return Err(fault!(
+            "cannot apply `{sym}` to {} and {}",
+            a.type_name(&vm.heap),
+            b.type_name(&vm.heap)
+        ));
+    };
+    let shift = (y & 63) as u32;
+    Ok(Value::Int(match op {
+        opc::BAnd => x & y,
+        opc::BOr => x | y,
+        opc::BXor => x ^ y,
+        opc::Shl => x.wrapping_shl(shift),
+        _ => x.wrapping_shr(shift),
+    }))
+}
+
+/// Exact comparison of an int with a float (no rounding of large ints).
+fn cmp_int_float(i: i64, f: f64) -> Option<Ordering> {
+    if f.is_nan() {
+        return None;
+    }
+    if f >= 9.223_372_036_854_775_807e18 {
+        return Some(Ordering::Less);
+    }
+    if f < -9.223_372_036_854_775_808e18 {
+        return Some(Ordering::Greater);
+    }
+    let t = f.trunc();
+    match i.cmp(&(t as i64)) {
+        Ordering::Equal => 0.0f64.partial_cmp(&(f - t)),
+        o => Some(o),
+    }
+}
+
+/// `==`: numbers by value, strings by content, everything else by identity.
+pub fn equal(heap: &Heap, a: Value, b: Value) -> bool {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Float(x), Value::Float(y)) => x == y,
+        (Value::Int(i), Value::Float(f)) | (Value::Float(f), Value::Int(i)) => {
+            cmp_int_float(i, f) == Some(Ordering::Equal)
+        }
+        (Value::Nil, Value::Nil) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Str(x), Value::Str(y)) => {
+            if x == y {
+                return true;
+            }
+            let (x, y) = (x.get(heap), y.get(heap));
+            x.hash == y.hash && x.text == y.text
+        }
+        _ => match (a.heap_addr(), b.heap_addr()) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
+    }
+}
+
+/// Ordering of numbers and of strings; `None` for NaN; an error for other types.
+pub fn compare(heap: &Heap, a: Value, b: Value) -> Result<Option<Ordering>, Fault> {
+    Ok(match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Some(x.cmp(&y)),
+        (Value::Float(x), Value::Float(y)) => x.partial_cmp(&y),
+        (Value::Int(i), Value::Float(f)) => cmp_int_float(i, f),
+        (Value::Float(f), Value::Int(i)) => cmp_int_float(i, f).map(Ordering::reverse),
+        (Value::Str(x), Value::Str(y)) => {
+            Some(x.get(heap).text.as_bytes().cmp(y.get(heap).text.as_bytes()))
+        }
+        _ => {
+            return Err(fault!(
+                "cannot compare {} and {}",
+                a.type_name(heap),
+                b.type_name(heap)
+            ))
+        }
+    })
+}
+
+pub fn less(heap: &Heap, a: Value, b: Value) -> Result<bool, Fault> {
+    Ok(compare(heap, a, b)? == Some(Ordering::Less))
+}
+
+pub fn less_eq(heap: &Heap, a: Value, b: Value) -> Result<bool, Fault> {
+    Ok(matches!(
+        compare(heap, a, b)?,
+        Some(Ordering::Less | Ordering::Equal)
+    ))
+}
+
+/// Range bounds and step as ints.
+pub fn range_ints(heap: &Heap, s: Value, e: Value, step: Value) -> Result<(i64, i64, i64), Fault> {
+    match (s, e, step) {
+        (Value::Int(s), Value::Int(e), Value::Int(st)) => {
+            if st == 0 {
+                Err(fault!("range step cannot be 0"))
+            } else {
+                Ok((s, e, st))
+            }
+        }
+        _ => {
+            let bad = [s, e, step]
+                .into_iter()
+                .find(|v| !matches!(v, Value::Int(_)))
+                .unwrap_or(Value::Nil);
+            Err(fault!(
+                "range bounds must be ints, got {}",
+                bad.type_name(heap)
+            ))
+        }
+    }
+}
+
+/// Position of index `i` (negative counts from the end) in a sequence of `len`.
+#[inline]
+pub fn array_slot(len: usize, i: i64) -> Option<usize> {
+    let i = if i < 0 { i.checked_add(len as i64)? } else { i };
+    (i >= 0 && (i as usize) < len).then_some(i as usize)
+}
+
+pub fn index_error(i: i64, len: usize) -> Fault {
+    fault!("index {i} out of range for array of length {len}")
+}
+
+pub fn check_iterable(heap: &Heap, v: Value) -> Result<(), Fault> {
+    match v {
+        Value::Array(_) | Value::Map(_) | Value::Str(_) | Value::Range(_) => Ok(()),
+        other => Err(fault!("cannot iterate over {}", other.type_name(heap))),
+    }
+}
+
+/// Advances the iterator at `stack[slot]` (cursor in `slot + 1`), writing the loop
+/// variables to `slot + 2` (and `slot + 3` when `two`). False when exhausted.
+pub fn iter_next(vm: &mut Vm, slot: usize, two: bool) -> Result<bool, Fault> {
+    let Value::Int(cursor) = vm.stack[slot + 1] else {
+        return Err(fault!("internal error: iterator cursor"));
+    };
+    let (first, second) = match vm.stack[slot] {
+        Value::Array(a) => {
+            let items = &a.get(&vm.heap).items;
+            let Some(&v) = items.get(cursor as usize) else {
+                return Ok(false);
+            };
+            (Value::Int(cursor), v)
+        }
+        Value::Map(m) => {
+            let Some((_, (k, v))) = m.get(&vm.heap).entries.get_index(cursor as usize) else {
+                return Ok(false);
+            };
+            (*k, *v)
+        }
+        Value::Range(r) => {
+            let r = r.get(&vm.heap);
+            if cursor as u64 >= r.len() {
+                return Ok(false);
+            }
+            (Value::Int(cursor), Value::Int(r.nth(cursor as u64)))
+        }
+        Value::Str(s) => {
+            // The cursor packs the character index (high half) and byte offset (low).
+            let (chars, off) = ((cursor >> 32) as usize, (cursor & 0xFFFF_FFFF) as usize);
+            let text = s.get(&vm.heap).text.clone();
+            let Some(c) = text.get(off..).and_then(|t| t.chars().next()) else {
+                return Ok(false);
+            };
+            let next = ((chars as i64 + 1) << 32) | (off + c.len_utf8()) as i64;
+            vm.stack[slot + 1] = Value::Int(next);
+            let cs = vm.new_string(c.to_string());
+            (Value::Int(chars as i64), cs)
+        }
+        other => return Err(fault!("cannot iterate over {}", other.type_name(&vm.heap))),
+    };
+    if !matches!(vm.stack[slot], Value::Str(_)) {
+        vm.stack[slot + 1] = Value::Int(cursor + 1);
+    }
+    let maps = matches!(vm.stack[slot], Value::Map(_));
+    if two {
+        vm.stack[slot + 2] = first;
+        vm.stack[slot + 3] = second;
+    } else {
+        vm.stack[slot + 2] = if maps { first } else { second };
+    }
+    Ok(true)
+}
+
+fn name_of(vm: &Vm, name: Value) -> Arc<str> {
+    match name {
+        Value::Str(s) => s.get(&vm.heap).text.clone(),
+        _ => "?".into(),
+    }
+}
+
+fn struct_name(vm: &Vm, inst: &Instance) -> Arc<str> {
+    inst.ty.get(&vm.heap).name.clone()
+}
+
+pub fn get_index(vm: &mut Vm, o: Value, i: Value) -> Result<Value, Fault> {
+    match o {
+        Value::Array(a) => match i {
+            Value::Int(i) => {
+                let items = &a.get(&vm.heap).items;
+                array_slot(items.len(), i)
+                    .map(|s| items[s])
+                    .ok_or_else(|| index_error(i, items.len()))
+            }
+            other => Err(fault!(
+                "array index must be int, got {}",
+                other.type_name(&vm.heap)
+            )),
+        },
+        Value::Map(m) => {
+            let key = to_key(i, &vm.heap)?;
+            Ok(m.get(&vm.heap)
+                .entries
+                .get(&key)
+                .map_or(Value::Nil, |(_, v)| *v))
+        }
+        other => Err(fault!("cannot index {}", other.type_name(&vm.heap))),
+    }
+}
+
+pub fn set_index(vm: &mut Vm, o: Value, i: Value, v: Value) -> Result<(), Fault> {
+    match o {
+        Value::Array(a) => match i {
+            Value::Int(i) => {
+                let items = &mut a.get_mut(&mut vm.heap).items;
+                let len = items.len();
+                let s = array_slot(len, i).ok_or_else(|| index_error(i, len))?;
+                items[s] = v;
+                Ok(())
+            }
+            other => Err(fault!(
+                "array index must be int, got {}",
+                other.type_name(&vm.heap)
+            )),
+        },
+        Value::Map(m) => {
+            let key = to_key(i, &vm.heap)?;
+            let entries = &mut m.get_mut(&mut vm.heap).entries;
+            let before = entries.capacity();
+            entries.insert(key, (i, v));
+            let grown = entries.capacity() - before;
+            if grown > 0 {
+                vm.heap.account((grown * 72) as isize);
+            }
+            Ok(())
+        }
+        other => Err(fault!("cannot index {}", other.type_name(&vm.heap))),
+    }
+}
+
+pub fn get_field(vm: &mut Vm, o: Value, name: Value) -> Result<Value, Fault> {
+    let n = name_of(vm, name);
+    match o {
+        Value::Struct(s) => {
+            let inst = s.get(&vm.heap);
+            let ty = inst.ty.get(&vm.heap);
+            if let Some(i) = ty.field_index(&n) {
+                return Ok(inst.fields[i]);
+            }
+            if let Some(m) = ty.method(&n) {
+                return Ok(m);
+            }
+            Err(fault!(
+                "unknown field `{n}` for struct {}",
+                struct_name(vm, inst)
+            ))
+        }
+        Value::Map(m) => {
+            let key = to_key(name, &vm.heap)?;
+            Ok(m.get(&vm.heap)
+                .entries
+                .get(&key)
+                .map_or(Value::Nil, |(_, v)| *v))
+        }
+        Value::Module(m) => {
+            let module = m.get(&vm.heap);
+            match module.member(&n) {
+                Some(Value::Undef) => Err(fault!("`{n}` used before initialization")),
+                Some(v) => Ok(v),
+                None => Err(fault!("module {} has no member `{n}`", module.name)),
+            }
+        }
+        Value::Type(t) => {
+            let ty = t.get(&vm.heap);
+            ty.method(&n)
+                .ok_or_else(|| fault!("unknown method `{n}` for struct {}", ty.name))
+        }
+        Value::Error(e) => error_field(vm, e, &n),
+        other => Err(fault!(
+            "cannot read field `{n}` of {}",
+            other.type_name(&vm.heap)
+        )),
+    }
+}
+
+fn error_field(vm: &mut Vm, e: kiln_gc::Gc<ErrorObj>, n: &str) -> Result<Value, Fault> {
+    let err = e.get(&vm.heap);
+    match n {
+        "message" => {
+            let m = err.message.clone();
+            Ok(vm.new_arc_str(m))
+        }
+        "trace" => {
+            let lines: Vec<String> = err.trace.iter().map(|t| t.to_string()).collect();
+            let arr = vm.new_array(Vec::with_capacity(lines.len()));
+            let mark = vm.roots_mark();
+            vm.push_root(arr);
+            for l in lines {
+                let s = vm.new_string(l);
+                if let Value::Array(a) = arr {
+                    a.get_mut(&mut vm.heap).items.push(s);
+                }
+            }
+            vm.pop_roots(mark);
+            Ok(arr)
+        }
+        "suppressed" => {
+            let items = err.suppressed.clone();
+            Ok(vm.new_array(items))
+        }
+        _ => Err(fault!("unknown field `{n}` for error")),
+    }
+}
+
+pub fn set_field(vm: &mut Vm, o: Value, name: Value, v: Value) -> Result<(), Fault> {
+    let n = name_of(vm, name);
+    match o {
+        Value::Struct(s) => {
+            let inst = s.get(&vm.heap);
+            let ty = inst.ty.get(&vm.heap);
+            let Some(i) = ty.field_index(&n) else {
+                return Err(fault!("unknown field `{n}` for struct {}", ty.name));
+            };
+            let v = match &ty.field_types[i] {
+                Some(ann) => check_type(vm, &ann.kind, ann.nilable, v).ok_or_else(|| {
+                    fault!(
+                        "{}: field {n} expected {}, got {}",
+                        ty.name,
+                        ann.describe(),
+                        v.type_name(&vm.heap)
+                    )
+                })?,
+                None => v,
+            };
+            s.get_mut(&mut vm.heap).fields[i] = v;
+            Ok(())
+        }
+        Value::Map(_) => set_index(vm, o, name, v),
+        other => Err(fault!(
+            "cannot set field `{n}` of {}",
+            other.type_name(&vm.heap)
+        )),
+    }
+}
+
+/// `NewStruct`: builds the instance and, if the type has defaults, calls its
+/// initialiser (returns true: a frame was pushed).
+pub fn new_struct(vm: &mut Vm, a: usize, b: usize, shape: &[Arc<str>]) -> Result<bool, Fault> {
+    let Value::Type(ty) = vm.stack[b] else {
+        let t = vm.stack[b].type_name(&vm.heap).to_string();
+        return Err(fault!("cannot build a struct literal from {t}"));
+    };
+    let t = ty.get(&vm.heap);
+    let mut fields: Vec<Value> = t
+        .has_default
+        .iter()
+        .map(|&d| if d { Value::Undef } else { Value::Nil })
+        .collect();
+    for (j, fname) in shape.iter().enumerate() {
+        let Some(i) = t.field_index(fname) else {
+            return Err(fault!("unknown field `{fname}` for struct {}", t.name));
+        };
+        let v = vm.stack[b + 1 + j];
+        fields[i] = match &t.field_types[i] {
+            Some(ann) => check_type(vm, &ann.kind, ann.nilable, v).ok_or_else(|| {
+                fault!(
+                    "{}: field {fname} expected {}, got {}",
+                    t.name,
+                    ann.describe(),
+                    v.type_name(&vm.heap)
+                )
+            })?,
+            None => v,
+        };
+    }
+    let init = t.init;
+    let inst = vm.alloc(Instance {
+        ty,
+        fields: fields.into_boxed_slice(),
+    });
+    match init {
+        Some(init) => {
+            vm.stack[b] = Value::Func(init);
+            vm.stack[b + 1] = Value::Struct(inst);
+            vm.push_frame(init, b, 1, a)?;
+            Ok(true)
+        }
+        None => {
+            vm.stack[a] = Value::Struct(inst);
+            Ok(false)
+        }
+    }
+}
+
+/// `NewMap` / `MapExtend`: C key/value pairs from R[B]...
+pub fn map_literal(vm: &mut Vm, ins: Instr, base: usize) -> Result<Value, Fault> {
+    let start = base + ins.b();
+    let mut pairs = Vec::with_capacity(ins.c());
+    for p in 0..ins.c() {
+        let (k, v) = (vm.stack[start + 2 * p], vm.stack[start + 2 * p + 1]);
+        pairs.push((to_key(k, &vm.heap)?, (k, v)));
+    }
+    if ins.op_byte() == opc::NewMap {
+        let mut map = Map::default();
+        map.entries.extend(pairs);
+        Ok(vm.new_map(map))
+    } else {
+        if let Value::Map(m) = vm.stack[base + ins.a()] {
+            m.get_mut(&mut vm.heap).entries.extend(pairs);
+        }
+        Ok(Value::Nil)
+    }
+}
+
+/// `CallMethod`: `stack[a+1]` is the receiver, `nargs` arguments follow it, the result
+/// goes to `stack[a]`. Returns true when a script frame was pushed.
+pub fn call_method(vm: &mut Vm, a: usize, nargs: usize, name: &str) -> Result<bool, Fault> {
+    let recv = vm.stack[a + 1];
+    match recv {
+        Value::Struct(s) => {
+            let ty = s.get(&vm.heap).ty.get(&vm.heap);
+            if let Some(m) = ty.method(name) {
+                return call_found(vm, m, a, nargs);
+            }
+            if let Some(i) = ty.field_index(name) {
+                let f = s.get(&vm.heap).fields[i];
+                return call_without_self(vm, f, a, nargs);
+            }
+            Err(fault!("unknown method `{name}` for struct {}", ty.name))
+        }
+        Value::Type(t) => {
+            let ty = t.get(&vm.heap);
+            match ty.method(name) {
+                Some(m) => call_without_self(vm, m, a, nargs),
+                None => Err(fault!("unknown method `{name}` for struct {}", ty.name)),
+            }
+        }
+        Value::Module(m) => {
+            let module = m.get(&vm.heap);
+            match module.member(name) {
+                Some(Value::Undef) => Err(fault!("`{name}` used before initialization")),
+                Some(f) => call_without_self(vm, f, a, nargs),
+                None => Err(fault!("module {} has no member `{name}`", module.name)),
+            }
+        }
+        _ => match methods::lookup(&vm.heap, recv, name) {
+            Some(Method::Native(f)) => {
+                let v = vm.call_native(f, a + 1, nargs + 1)?;
+                vm.stack[a] = v;
+                Ok(false)
+            }
+            Some(Method::Prelude(fname)) => {
+                let f = vm.prelude_fn(fname)?;
+                vm.stack[a] = f;
+                vm.call_value(a, nargs + 1, a)
+            }
+            None => {
+                if let Value::Map(m) = recv {
+                    let key = Key::Str(name.into(), hash_str(name));
+                    if let Some(&(_, f)) = m.get(&vm.heap).entries.get(&key) {
+                        return call_without_self(vm, f, a, nargs);
+                    }
+                }
+                Err(fault!(
+                    "{} has no method `{name}`",
+                    recv.type_name(&vm.heap)
+                ))
+            }
+        },
+    }
+}
+
+/// A struct method: with the receiver as `self` if it declares one.
+fn call_found(vm: &mut Vm, m: Value, a: usize, nargs: usize) -> Result<bool, Fault> {
+    let has_self = match m {
+        Value::Func(c) => vm.program.proto(c.get(&vm.heap).proto).has_self,
+        _ => false,
+    };
+    if has_self {
+        vm.stack[a] = m;
+        vm.call_value(a, nargs + 1, a)
+    } else {
+        call_without_self(vm, m, a, nargs)
+    }
+}
+
+fn call_without_self(vm: &mut Vm, f: Value, a: usize, nargs: usize) -> Result<bool, Fault> {
+    vm.stack[a + 1] = f;
+    vm.call_value(a + 1, nargs, a)
+}

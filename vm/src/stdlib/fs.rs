@@ -1,0 +1,49 @@
+//! `fs`: whole-file reads and writes. Paths are relative to the process's working
+//! directory. Failures are catchable errors naming the operation, the path and the
+//! operating system's reason.
+
+use std::path::Path;
+
+use crate::builtins::{str_array, Args};
+use crate::error::Fault;
+use crate::fault;
+use crate::stdlib::Member;
+use crate::value::Value;
+use crate::vm::Vm;
+
+pub(super) const MEMBERS: &[(&str, Member)] = &[
+    ("read", Member::Fn(read)),
+    ("write", Member::Fn(write)),
+    ("lines", Member::Fn(lines)),
+    ("exists", Member::Fn(exists)),
+];
+
+/// The file at `path` as text, or the `fs.<op>: cannot read "path": reason` error.
+fn read_text(op: &str, path: &str) -> Result<String, Fault> {
+    std::fs::read_to_string(path).map_err(|e| fault!("fs.{op}: cannot read \"{path}\": {e}"))
+}
+
+fn read(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+    let a = Args::new("fs.read", args, 1, 1)?;
+    let text = read_text("read", a.str(&vm.heap, 0)?)?;
+    Ok(vm.new_string(text))
+}
+
+/// The file's lines, without their `\n` or `\r\n` endings.
+fn lines(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+    let a = Args::new("fs.lines", args, 1, 1)?;
+    let text = read_text("lines", a.str(&vm.heap, 0)?)?;
+    Ok(str_array(vm, text.lines()))
+}
+
+fn write(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+    let a = Args::new("fs.write", args, 2, 2)?;
+    let (path, text) = (a.str(&vm.heap, 0)?, a.str(&vm.heap, 1)?);
+    std::fs::write(path, text).map_err(|e| fault!("fs.write: cannot write \"{path}\": {e}"))?;
+    Ok(Value::Nil)
+}
+
+fn exists(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+    let a = Args::new("fs.exists", args, 1, 1)?;
+    Ok(Value::Bool(Path::new(a.str(&vm.heap, 0)?).exists()))
+}

@@ -1,0 +1,423 @@
+//! The per-task machine state: heap, register stack, call frames, error handlers and
+//! the roots that keep heap objects alive.
+//!
+//! Rooting invariant: a collection can start only inside [`Vm::alloc`], and at that
+//! moment every value the program can still use is in one of the roots traced by
+//! [`Vm::collect_garbage_with`] — the live part of the register stack, the frames, the
+//! handle stack (`push_root`), module objects, per-proto constant tables, built-ins —
+//! or inside the object being allocated. Native code that holds a fresh value in a
+//! Rust local across another allocation must `push_root` it first; GC stress mode
+//! (`HeapConfig::stress`) collects at every allocation to catch any miss.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use kiln_gc::{Gc, Heap, HeapConfig, Trace, Tracer};
+
+use crate::error::Fault;
+use crate::program::{ModuleId, Program, ProtoId};
+use crate::value::*;
+
+/// Where output goes. The CLI passes real stdout/stderr; embedders may capture.
+pub struct Output {
+    pub out: Box<dyn Write + Send>,
+    pub err: Box<dyn Write + Send>,
+}
+
+impl Output {
+    pub fn stdio() -> Output {
+        Output {
+            out: Box::new(std::io::BufWriter::with_capacity(
+                1 << 16,
+                std::io::stdout(),
+            )),
+            err: Box::new(std::io::stderr()),
+        }
+    }
+}
+
+/// What a script may touch beyond pure computation.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities {
+    pub stdio: bool,
+    pub fs: bool,
+    pub os: bool,
+    pub time: bool,
+}
+
+impl Capabilities {
+    pub fn all() -> Capabilities {
+        Capabilities {
+            stdio: true,
+            fs: true,
+            os: true,
+            time: true,
+        }
+    }
+}
+
+/// Run settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub heap: HeapConfig,
+    pub max_depth: usize,
+    pub capabilities: Capabilities,
+    /// What `os.args()` returns.
+    pub args: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            heap: HeapConfig::default(),
+            max_depth: 10_000,
+            capabilities: Capabilities::all(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// A call frame. Registers are `stack[base..base + proto.max_regs]`; the callee value
+/// sits at `stack[base - 1]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Frame {
+    pub closure: Gc<Closure>,
+    pub proto: ProtoId,
+    pub consts: Gc<Consts>,
+    pub module: Gc<ModuleObj>,
+    /// The next instruction to run (so the current one, for positions, is `pc - 1`).
+    pub pc: usize,
+    pub base: usize,
+    /// Absolute stack slot that receives the return value.
+    pub ret: usize,
+}
+
+/// An active `try`/`defer` handler.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Handler {
+    /// Index into `frames` of the frame that pushed it.
+    pub frame: usize,
+    pub pc: usize,
+    pub reg: u8,
+}
+
+/// One task's machine.
+pub struct Vm {
+    pub heap: Heap,
+    pub(crate) program: Arc<Program>,
+    pub(crate) stack: Vec<Value>,
+    pub(crate) frames: Vec<Frame>,
+    pub(crate) handlers: Vec<Handler>,
+    /// Values native code keeps alive across allocations.
+    handles: Vec<Value>,
+    pub(crate) modules: Vec<Option<Gc<ModuleObj>>>,
+    pub(crate) consts: Vec<Option<Gc<Consts>>>,
+    pub(crate) builtins: Vec<Value>,
+    pub(crate) std_modules: Vec<Option<Gc<ModuleObj>>>,
+    pub settings: Settings,
+    pub output: Output,
+    /// The trace where a non-Error value was thrown (Error values carry their own).
+    pub(crate) throw_trace: Option<Arc<[TraceEntry]>>,
+    /// State of `math.random`.
+    pub rng: u64,
+    /// Start of the process clock (`clock()`, `time.monotonic()`).
+    pub epoch: std::time::Instant,
+}
+
+impl Vm {
+    pub fn new(program: Arc<Program>, settings: Settings, output: Output) -> Vm {
+        let heap = Heap::new(settings.heap.clone());
+        let mut vm = Vm {
+            heap,
+            program,
+            stack: Vec::with_capacity(1024),
+            frames: Vec::new(),
+            handlers: Vec::new(),
+            handles: Vec::new(),
+            modules: Vec::new(),
+            consts: Vec::new(),
+            builtins: Vec::new(),
+            std_modules: Vec::new(),
+            settings,
+            output,
+            throw_trace: None,
+            rng: 0x853c_49e6_748f_ea9b,
+            epoch: std::time::Instant::now(),
+        };
+        crate::builtins::install(&mut vm);
+        vm
+    }
+
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// Replaces the program with a grown version of itself (the REPL compiles each line
+    /// into the same program). Only valid between runs.
+    pub fn set_program(&mut self, program: Arc<Program>) {
+        self.program = program;
+    }
+
+    // ----- allocation and rooting --------------------------------------------------
+
+    /// Allocates `obj`, collecting first if the heap asks for it. `obj`'s own contents
+    /// are traced as roots during that collection, so values moved into it are safe.
+    #[inline]
+    pub fn alloc<T: Trace>(&mut self, obj: T) -> Gc<T> {
+        if self.heap.should_collect() {
+            self.collect_garbage_with(&obj);
+        }
+        self.heap.alloc(obj)
+    }
+
+    pub fn new_str(&mut self, s: &str) -> Value {
+        self.new_arc_str(Arc::from(s))
+    }
+
+    pub fn new_string(&mut self, s: String) -> Value {
+        self.new_arc_str(Arc::from(s))
+    }
+
+    pub fn new_arc_str(&mut self, s: Arc<str>) -> Value {
+        Value::Str(self.alloc(Str::new(s)))
+    }
+
+    pub fn new_array(&mut self, items: Vec<Value>) -> Value {
+        Value::Array(self.alloc(Array { items }))
+    }
+
+    pub fn new_map(&mut self, map: Map) -> Value {
+        Value::Map(self.alloc(map))
+    }
+
+    /// Keeps `v` alive until `pop_roots` truncates below it.
+    pub fn push_root(&mut self, v: Value) {
+        self.handles.push(v);
+    }
+
+    /// The handle stack height, to restore with `pop_roots`.
+    pub fn roots_mark(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn pop_roots(&mut self, mark: usize) {
+        self.handles.truncate(mark);
+    }
+
+    /// `gc()`: a full collection now.
+    pub fn collect_garbage(&mut self) {
+        self.collect_garbage_with(&Value::Nil);
+    }
+
+    /// The highest register any frame can use.
+    fn stack_top(&self) -> usize {
+        match self.frames.last() {
+            Some(f) => {
+                let top = f.base + self.program.proto(f.proto).max_regs as usize;
+                top.min(self.stack.len())
+            }
+            None => self.stack.len(),
+        }
+    }
+
+    fn collect_garbage_with(&mut self, extra: &dyn TraceRoot) {
+        let top = self.stack_top();
+        // Registers above the live top may hold stale handles; they are never read
+        // before being written, but clear them so they cannot keep garbage alive.
+        for v in &mut self.stack[top..] {
+            *v = Value::Nil;
+        }
+        let Vm {
+            heap,
+            stack,
+            frames,
+            handles,
+            modules,
+            consts,
+            builtins,
+            std_modules,
+            ..
+        } = self;
+        heap.collect(&mut |t: &mut Tracer| {
+            for v in stack[..top].iter() {
+                v.trace(t);
+            }
+            for f in frames.iter() {
+                t.mark(f.closure);
+                t.mark(f.consts);
+                t.mark(f.module);
+            }
+            for v in handles.iter().chain(builtins.iter()) {
+                v.trace(t);
+            }
+            for m in modules.iter().chain(std_modules.iter()).flatten() {
+                t.mark(*m);
+            }
+            for c in consts.iter().flatten() {
+                t.mark(*c);
+            }
+            extra.trace_root(t);
+        });
+    }
+
+    // ----- per-task materialisation of shared code ----------------------------------
+
+    /// The constants of `proto` as values of this heap.
+    pub(crate) fn consts_for(&mut self, proto: ProtoId) -> Gc<Consts> {
+        let i = proto.0 as usize;
+        if let Some(Some(c)) = self.consts.get(i) {
+            return *c;
+        }
+        let program = self.program.clone();
+        let mut values = Vec::with_capacity(program.proto(proto).consts.len());
+        let mark = self.roots_mark();
+        for c in &program.proto(proto).consts {
+            let v = match c {
+                crate::program::Constant::Int(i) => Value::Int(*i),
+                crate::program::Constant::Float(f) => Value::Float(*f),
+                crate::program::Constant::Str(s) => {
+                    let v = self.new_arc_str(s.clone());
+                    self.push_root(v);
+                    v
+                }
+            };
+            values.push(v);
+        }
+        let table = self.alloc(Consts {
+            values: values.into_boxed_slice(),
+        });
+        self.pop_roots(mark);
+        if self.consts.len() <= i {
+            self.consts.resize(i + 1, None);
+        }
+        self.consts[i] = Some(table);
+        table
+    }
+
+    /// The module object of `id`, created (not yet run) on first use.
+    pub(crate) fn module_obj(&mut self, id: ModuleId) -> Gc<ModuleObj> {
+        let i = id.0 as usize;
+        if let Some(Some(m)) = self.modules.get(i) {
+            return *m;
+        }
+        let info = self.program.module(id);
+        let obj = ModuleObj {
+            name: info.name.clone(),
+            names: info.vars.clone(),
+            vars: vec![Value::Undef; info.vars.len()],
+            id: Some(id),
+            started: false,
+        };
+        let m = self.alloc(obj);
+        if self.modules.len() <= i {
+            self.modules.resize(i + 1, None);
+        }
+        self.modules[i] = Some(m);
+        m
+    }
+
+    /// Makes a closure of `proto` with the given captured cells in `module`.
+    pub(crate) fn new_closure(
+        &mut self,
+        proto: ProtoId,
+        upvals: Box<[Gc<Cell>]>,
+        module: Gc<ModuleObj>,
+    ) -> Gc<Closure> {
+        // `consts_for` may collect: keep the cells and module alive meanwhile.
+        let mark = self.roots_mark();
+        for u in upvals.iter() {
+            self.push_root(Value::Cell(*u));
+        }
+        self.push_root(Value::Module(module));
+        let consts = self.consts_for(proto);
+        let c = self.alloc(Closure {
+            proto,
+            upvals,
+            module,
+            consts,
+        });
+        self.pop_roots(mark);
+        c
+    }
+
+    // ----- errors ------------------------------------------------------------------
+
+    /// The script stack trace right now, innermost frame first.
+    pub fn capture_trace(&self) -> Arc<[TraceEntry]> {
+        self.frames
+            .iter()
+            .rev()
+            .map(|f| {
+                let p = self.program.proto(f.proto);
+                let pc = f.pc.saturating_sub(1);
+                TraceEntry {
+                    func: p.name.clone(),
+                    source: p.source.clone(),
+                    offset: p.spans.get(pc).copied().unwrap_or(p.span.start),
+                }
+            })
+            .collect()
+    }
+
+    /// An Error value with `message` and the current trace.
+    pub fn make_error(&mut self, message: &str) -> Value {
+        let trace = self.capture_trace();
+        Value::Error(self.alloc(ErrorObj {
+            message: message.into(),
+            trace,
+            suppressed: Vec::new(),
+        }))
+    }
+
+    // ----- small helpers for natives ------------------------------------------------
+
+    pub fn type_name(&self, v: Value) -> &str {
+        v.type_name(&self.heap)
+    }
+
+    pub fn str_of(&self, v: Value) -> Option<&str> {
+        v.as_str(&self.heap)
+    }
+
+    /// The display form (`print`, `str`, interpolation).
+    pub fn display(&self, v: Value) -> String {
+        crate::display::display(self, v)
+    }
+
+    pub fn write_out(&mut self, s: &str) -> Result<(), Fault> {
+        self.output
+            .out
+            .write_all(s.as_bytes())
+            .map_err(|e| Fault::Error(format!("cannot write to stdout: {e}")))
+    }
+
+    pub fn write_err(&mut self, s: &str) -> Result<(), Fault> {
+        let _ = self.output.out.flush();
+        self.output
+            .err
+            .write_all(s.as_bytes())
+            .map_err(|e| Fault::Error(format!("cannot write to stderr: {e}")))
+    }
+
+    pub fn flush(&mut self) {
+        let _ = self.output.out.flush();
+        let _ = self.output.err.flush();
+    }
+}
+
+/// Something traced as an extra root during the collection `alloc` may run.
+trait TraceRoot {
+    fn trace_root(&self, t: &mut Tracer);
+}
+
+impl<T: Trace> TraceRoot for T {
+    fn trace_root(&self, t: &mut Tracer) {
+        self.trace(t);
+    }
+}
+
+impl Trace for Value {
+    fn trace(&self, t: &mut Tracer) {
+        Value::trace(*self, t);
+    }
+}
