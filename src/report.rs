@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use ariadne::{Color, Config, Label, Report, ReportKind, Source};
+use ariadne::{CharSet, Color, Config, Label, Report, ReportKind, Source};
 use kiln_vm::{ErrorKind, KilnError};
 
 /// Whether to colour output: only on a terminal, and never with `NO_COLOR` set.
@@ -29,7 +29,11 @@ pub fn render(err: &KilnError, out: &mut dyn Write, color: bool) {
                     ReportKind::Custom("error", Color::Red),
                     (name, start..start + len),
                 )
-                .with_config(Config::default().with_color(color).with_compact(false))
+                .with_config(Config::default().with_color(color).with_char_set(if color {
+                    CharSet::Unicode
+                } else {
+                    CharSet::Ascii
+                }))
                 .with_message(&d.message)
                 .with_label(
                     Label::new((name, start..start + len))

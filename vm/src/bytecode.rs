@@ -119,17 +119,22 @@ opcodes! {
     Unm         ABC  "R[A] := -R[B]",
     Not         ABC  "R[A] := !R[B]",
     BNot        ABC  "R[A] := ~R[B]",
-    // Comparisons producing a bool (`>` and `>=` swap their operands).
+    // Comparisons producing a bool. `>` and `>=` have their own opcodes (rather than
+    // swapped operands) so that type errors name the operands in source order.
     Eq          ABC  "R[A] := R[B] == R[C]",
     Ne          ABC  "R[A] := R[B] != R[C]",
     Lt          ABC  "R[A] := R[B] < R[C]",
     Le          ABC  "R[A] := R[B] <= R[C]",
+    Gt          ABC  "R[A] := R[B] > R[C]",
+    Ge          ABC  "R[A] := R[B] >= R[C]",
     // Branches.
     Jmp         SJ   "pc += sJ",
     Test        ABC  "if truthy(R[A]) == k(C) then take the next Jmp else skip it",
     TestEq      ABC  "if (R[A] == R[B]) == k(C) then take the next Jmp else skip it",
     TestLt      ABC  "if (R[A] < R[B]) == k(C) then take the next Jmp else skip it",
     TestLe      ABC  "if (R[A] <= R[B]) == k(C) then take the next Jmp else skip it",
+    TestGt      ABC  "if (R[A] > R[B]) == k(C) then take the next Jmp else skip it",
+    TestGe      ABC  "if (R[A] >= R[B]) == k(C) then take the next Jmp else skip it",
     // Loops.
     ForPrep     AsBx "R[A], R[A+1], R[A+2] = start, end, step (ints; end exclusive); if the loop runs zero times pc += sBx else R[A+3] := R[A]",
     ForLoop     AsBx "R[A] += R[A+2]; if R[A] has not passed R[A+1]: R[A+3] := R[A], pc += sBx",
@@ -195,9 +200,9 @@ impl Instr {
     /// Returns `None` when the offset does not fit 16 bits.
     pub fn asbx(op: Op, a: u8, sbx: i32) -> Option<Instr> {
         debug_assert_eq!(op.format(), Format::AsBx, "{op:?}");
-        (MIN_SBX..=MAX_SBX)
-            .contains(&sbx)
-            .then(|| Instr(op as u32 | (a as u32) << 8 | ((sbx as i16 as u16) as u32) << 16))
+        (MIN_SBX..=MAX_SBX).contains(&sbx).then_some(Instr(
+            op as u32 | (a as u32) << 8 | ((sbx as i16 as u16) as u32) << 16,
+        ))
     }
 
     /// Returns `None` when the offset does not fit 24 bits.
@@ -205,7 +210,7 @@ impl Instr {
         debug_assert_eq!(op.format(), Format::SJ, "{op:?}");
         (MIN_SJ..=MAX_SJ)
             .contains(&sj)
-            .then(|| Instr(op as u32 | ((sj as u32) & 0xFF_FFFF) << 8))
+            .then_some(Instr(op as u32 | ((sj as u32) & 0xFF_FFFF) << 8))
     }
 
     #[inline(always)]

@@ -373,13 +373,13 @@ impl<'l, 'p> Compiler<'l, 'p> {
             Eq | Ne | Lt | Le | Gt | Ge => {
                 let b = self.expr_reg(lhs)?;
                 let c = self.expr_reg(rhs)?;
-                let (op, b, c) = match op {
-                    Eq => (Op::Eq, b, c),
-                    Ne => (Op::Ne, b, c),
-                    Lt => (Op::Lt, b, c),
-                    Le => (Op::Le, b, c),
-                    Gt => (Op::Lt, c, b),
-                    _ => (Op::Le, c, b),
+                let op = match op {
+                    Eq => Op::Eq,
+                    Ne => Op::Ne,
+                    Lt => Op::Lt,
+                    Le => Op::Le,
+                    Gt => Op::Gt,
+                    _ => Op::Ge,
                 };
                 self.abc(op, dst, b, c, span);
             }
@@ -426,11 +426,8 @@ impl<'l, 'p> Compiler<'l, 'p> {
             Ne => Op::Ne,
             Lt => Op::Lt,
             Le => Op::Le,
-            Gt | Ge => {
-                let op = if op == Gt { Op::Lt } else { Op::Le };
-                self.abc(op, dst, c, b, span);
-                return;
-            }
+            Gt => Op::Gt,
+            Ge => Op::Ge,
         };
         self.abc(op, dst, b, c, span);
     }
@@ -477,13 +474,13 @@ impl<'l, 'p> Compiler<'l, 'p> {
             {
                 let a = self.expr_reg(lhs)?;
                 let b = self.expr_reg(rhs)?;
-                let (test, a, b, want) = match op {
-                    BinOp::Eq => (Op::TestEq, a, b, jump_if),
-                    BinOp::Ne => (Op::TestEq, a, b, !jump_if),
-                    BinOp::Lt => (Op::TestLt, a, b, jump_if),
-                    BinOp::Le => (Op::TestLe, a, b, jump_if),
-                    BinOp::Gt => (Op::TestLt, b, a, jump_if),
-                    _ => (Op::TestLe, b, a, jump_if),
+                let (test, want) = match op {
+                    BinOp::Eq => (Op::TestEq, jump_if),
+                    BinOp::Ne => (Op::TestEq, !jump_if),
+                    BinOp::Lt => (Op::TestLt, jump_if),
+                    BinOp::Le => (Op::TestLe, jump_if),
+                    BinOp::Gt => (Op::TestGt, jump_if),
+                    _ => (Op::TestGe, jump_if),
                 };
                 self.abc(test, a, b, want as u8, span);
                 Ok(vec![self.jump(span)])

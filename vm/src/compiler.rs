@@ -173,7 +173,7 @@ struct LoopCtx {
 pub(crate) struct Func<'a> {
     name: Arc<str>,
     code: Vec<Instr>,
-    spans: Vec<u32>,
+    spans: Vec<Span>,
     consts: Vec<Constant>,
     const_index: HashMap<ConstKey, u16>,
     protos: Vec<ProtoId>,
@@ -284,7 +284,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
     pub(crate) fn emit(&mut self, i: Instr, span: Span) -> usize {
         let f = self.f();
         f.code.push(i);
-        f.spans.push(span.start);
+        f.spans.push(span);
         f.code.len() - 1
     }
 
@@ -888,22 +888,23 @@ impl<'l, 'p> Compiler<'l, 'p> {
     fn import(&mut self, imp: &Import) -> CResult<()> {
         let base = self.free_reg();
         let r = self.alloc_reg(imp.span)?;
-        let (module_name, path, bindings): (&Name, &Option<String>, Vec<(Option<&Name>, &Name)>) =
-            match &imp.kind {
-                ImportKind::Module {
-                    module,
-                    binding,
-                    path,
-                } => (module, path, vec![(None, binding)]),
-                ImportKind::Names {
-                    names,
-                    module,
-                    path,
-                } => {
-                    let m = module.as_ref().unwrap_or(&names[0].0);
-                    (m, path, names.iter().map(|(n, a)| (Some(n), a)).collect())
-                }
-            };
+        // Each binding: the member it takes (`None`: the module itself) and its name here.
+        type Bindings<'n> = Vec<(Option<&'n Name>, &'n Name)>;
+        let (module_name, path, bindings): (&Name, &Option<String>, Bindings) = match &imp.kind {
+            ImportKind::Module {
+                module,
+                binding,
+                path,
+            } => (module, path, vec![(None, binding)]),
+            ImportKind::Names {
+                names,
+                module,
+                path,
+            } => {
+                let m = module.as_ref().unwrap_or(&names[0].0);
+                (m, path, names.iter().map(|(n, a)| (Some(n), a)).collect())
+            }
+        };
         let exports: Vec<Arc<str>> = match path {
             Some(p) => {
                 let id = match self.loader.import_file(&self.source, p) {

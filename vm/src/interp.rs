@@ -148,14 +148,17 @@ impl Vm {
         first: usize,
         nargs: usize,
     ) -> Result<Value, Fault> {
+        let saved = self.native_top.replace(first + nargs);
         let mut buf = [Value::Nil; 8];
-        if nargs <= buf.len() {
+        let r = if nargs <= buf.len() {
             buf[..nargs].copy_from_slice(&self.stack[first..first + nargs]);
             f(self, &buf[..nargs])
         } else {
             let args = self.stack[first..first + nargs].to_vec();
             f(self, &args)
-        }
+        };
+        self.native_top = saved;
+        r
     }
 
     /// The main loop. Returns when the frame at depth `stop` returns, or on a fault
@@ -372,6 +375,14 @@ impl Vm {
                     let b = check!(ops::less_eq(&self.heap, r!(ins.b()), r!(ins.c())));
                     r!(ins.a()) = Value::Bool(b);
                 }
+                opc::Gt => {
+                    let b = check!(ops::greater(&self.heap, r!(ins.b()), r!(ins.c())));
+                    r!(ins.a()) = Value::Bool(b);
+                }
+                opc::Ge => {
+                    let b = check!(ops::greater_eq(&self.heap, r!(ins.b()), r!(ins.c())));
+                    r!(ins.a()) = Value::Bool(b);
+                }
                 opc::Jmp => pc = (pc as isize + ins.sj()) as usize,
                 opc::Test => jump_if!(r!(ins.a()).truthy() == (ins.c() != 0)),
                 opc::TestEq => {
@@ -393,6 +404,22 @@ impl Vm {
                         (a, b) => check!(ops::less_eq(&self.heap, a, b)),
                     };
                     jump_if!(le == (ins.c() != 0))
+                }
+                opc::TestGt => {
+                    let gt = match (r!(ins.a()), r!(ins.b())) {
+                        (Value::Int(a), Value::Int(b)) => a > b,
+                        (Value::Float(a), Value::Float(b)) => a > b,
+                        (a, b) => check!(ops::greater(&self.heap, a, b)),
+                    };
+                    jump_if!(gt == (ins.c() != 0))
+                }
+                opc::TestGe => {
+                    let ge = match (r!(ins.a()), r!(ins.b())) {
+                        (Value::Int(a), Value::Int(b)) => a >= b,
+                        (Value::Float(a), Value::Float(b)) => a >= b,
+                        (a, b) => check!(ops::greater_eq(&self.heap, a, b)),
+                    };
+                    jump_if!(ge == (ins.c() != 0))
                 }
                 opc::ForPrep => {
                     let a = ins.a();

@@ -117,13 +117,7 @@ impl Vm {
                     .unwrap_or_else(|| self.capture_trace()),
             ),
         };
-        let location = trace.first().map(|t| {
-            let end = t.source.text[t.offset as usize..]
-                .char_indices()
-                .nth(1)
-                .map_or(t.source.text.len(), |(i, _)| t.offset as usize + i);
-            (t.source.clone(), source::Span::new(t.offset as usize, end))
-        });
+        let location = trace.first().map(|t| (t.source.clone(), t.span));
         self.frames.clear();
         self.handlers.clear();
         KilnError {

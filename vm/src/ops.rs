@@ -67,7 +67,7 @@ pub fn int_floor_div(a: i64, b: i64) -> Result<i64, Fault> {
         return Err(fault!("division by zero"));
     }
     let q = a.wrapping_div(b);
-    Ok(if (a % b != 0) && ((a < 0) != (b < 0)) {
+    Ok(if (a.wrapping_rem(b) != 0) && ((a < 0) != (b < 0)) {
         q - 1
     } else {
         q
@@ -185,10 +185,11 @@ fn cmp_int_float(i: i64, f: f64) -> Option<Ordering> {
     if f.is_nan() {
         return None;
     }
-    if f >= 9.223_372_036_854_775_807e18 {
+    // 2^63: the first float above every i64.
+    if f >= 9_223_372_036_854_775_808.0 {
         return Some(Ordering::Less);
     }
-    if f < -9.223_372_036_854_775_808e18 {
+    if f < -9_223_372_036_854_775_808.0 {
         return Some(Ordering::Greater);
     }
     let t = f.trunc();
@@ -250,6 +251,17 @@ pub fn less_eq(heap: &Heap, a: Value, b: Value) -> Result<bool, Fault> {
     Ok(matches!(
         compare(heap, a, b)?,
         Some(Ordering::Less | Ordering::Equal)
+    ))
+}
+
+pub fn greater(heap: &Heap, a: Value, b: Value) -> Result<bool, Fault> {
+    Ok(compare(heap, a, b)? == Some(Ordering::Greater))
+}
+
+pub fn greater_eq(heap: &Heap, a: Value, b: Value) -> Result<bool, Fault> {
+    Ok(matches!(
+        compare(heap, a, b)?,
+        Some(Ordering::Greater | Ordering::Equal)
     ))
 }
 
@@ -633,9 +645,10 @@ pub fn call_method(vm: &mut Vm, a: usize, nargs: usize, name: &str) -> Result<bo
             None => {
                 if let Value::Map(m) = recv {
                     let key = Key::Str(name.into(), hash_str(name));
-                    if let Some(&(_, f)) = m.get(&vm.heap).entries.get(&key) {
-                        return call_without_self(vm, f, a, nargs);
-                    }
+                    return match m.get(&vm.heap).entries.get(&key) {
+                        Some(&(_, f)) => call_without_self(vm, f, a, nargs),
+                        None => Err(fault!("cannot call nil: map has no method or key `{name}`")),
+                    };
                 }
                 Err(fault!(
                     "{} has no method `{name}`",

@@ -104,8 +104,8 @@ pub struct Proto {
     /// The name traces show: `fib`, `Vec2.len`, `<anonymous>`, `<main>`.
     pub name: Arc<str>,
     pub code: Vec<Instr>,
-    /// Source offset of each instruction, for error positions and traces.
-    pub spans: Vec<u32>,
+    /// Source span of each instruction, for error positions and traces.
+    pub spans: Vec<Span>,
     pub consts: Vec<Constant>,
     /// Nested protos, referenced by `Closure` and struct initialisers.
     pub protos: Vec<ProtoId>,
@@ -131,8 +131,12 @@ pub struct Proto {
 impl Proto {
     /// Line and column of instruction `pc`.
     pub fn position(&self, pc: usize) -> (u32, u32) {
-        let off = self.spans.get(pc).copied().unwrap_or(self.span.start);
-        self.source.line_col(off)
+        self.source.line_col(self.span_at(pc).start)
+    }
+
+    /// Source span of instruction `pc`.
+    pub fn span_at(&self, pc: usize) -> Span {
+        self.spans.get(pc).copied().unwrap_or(self.span)
     }
 }
 

@@ -385,6 +385,10 @@ pub struct Range {
 }
 
 impl Range {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The number of values the range yields.
     pub fn len(&self) -> u64 {
         let (s, e, st) = (self.start as i128, self.end as i128, self.step as i128);
@@ -411,12 +415,12 @@ impl Trace for Range {
 pub struct TraceEntry {
     pub func: Arc<str>,
     pub source: Arc<crate::source::SourceFile>,
-    pub offset: u32,
+    pub span: crate::source::Span,
 }
 
 impl TraceEntry {
     pub fn line_col(&self) -> (u32, u32) {
-        self.source.line_col(self.offset)
+        self.source.line_col(self.span.start)
     }
 }
 
@@ -516,8 +520,7 @@ pub fn to_key(v: Value, heap: &Heap) -> Result<Key, String> {
             if f.is_nan() {
                 Err("map key cannot be nan".into())
             } else if f.fract() == 0.0
-                && f >= -9.223_372_036_854_776e18
-                && f < 9.223_372_036_854_776e18
+                && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
             {
                 Ok(Key::Int(f as i64))
             } else {

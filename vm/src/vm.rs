@@ -110,6 +110,9 @@ pub struct Vm {
     pub(crate) handlers: Vec<Handler>,
     /// Values native code keeps alive across allocations.
     handles: Vec<Value>,
+    /// While a native runs: the end of its arguments. Registers above it are dead
+    /// temporaries of the caller, which must not keep garbage alive.
+    pub(crate) native_top: Option<usize>,
     pub(crate) modules: Vec<Option<Gc<ModuleObj>>>,
     pub(crate) consts: Vec<Option<Gc<Consts>>>,
     pub(crate) builtins: Vec<Value>,
@@ -134,6 +137,7 @@ impl Vm {
             frames: Vec::new(),
             handlers: Vec::new(),
             handles: Vec::new(),
+            native_top: None,
             modules: Vec::new(),
             consts: Vec::new(),
             builtins: Vec::new(),
@@ -209,15 +213,16 @@ impl Vm {
         self.collect_garbage_with(&Value::Nil);
     }
 
-    /// The highest register any frame can use.
+    /// The end of the live part of the register stack: the current frame's window,
+    /// or only up to a running native's arguments.
     fn stack_top(&self) -> usize {
-        match self.frames.last() {
-            Some(f) => {
-                let top = f.base + self.program.proto(f.proto).max_regs as usize;
-                top.min(self.stack.len())
-            }
+        let frame_top = match self.frames.last() {
+            Some(f) => f.base + self.program.proto(f.proto).max_regs as usize,
             None => self.stack.len(),
-        }
+        };
+        frame_top
+            .min(self.native_top.unwrap_or(usize::MAX))
+            .min(self.stack.len())
     }
 
     fn collect_garbage_with(&mut self, extra: &dyn TraceRoot) {
@@ -353,7 +358,7 @@ impl Vm {
                 TraceEntry {
                     func: p.name.clone(),
                     source: p.source.clone(),
-                    offset: p.spans.get(pc).copied().unwrap_or(p.span.start),
+                    span: p.span_at(pc),
                 }
             })
             .collect()
