@@ -324,7 +324,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
                 return self.fail_at(f.span, &format!("field `{}` given twice", f.text));
             }
         }
-        let shape: Arc<[Arc<str>]> = fields.iter().map(|(n, _)| n.text.as_str().into()).collect();
+        let shape: Arc<[Arc<str>]> = fields.iter().map(|(n, _)| self.intern(&n.text)).collect();
         let f = self.f();
         let idx = f.shapes.len();
         f.shapes.push(shape);

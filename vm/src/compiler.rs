@@ -367,8 +367,13 @@ impl<'l, 'p> Compiler<'l, 'p> {
         Ok(i as u16)
     }
 
+    pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {
+        self.loader.program.intern(s)
+    }
+
     pub(crate) fn str_const(&mut self, s: &str, span: Span) -> CResult<u16> {
-        self.constant(Constant::Str(s.into()), span)
+        let s = self.loader.program.intern(s);
+        self.constant(Constant::Str(s), span)
     }
 
     /// A name constant for an 8-bit operand (field and method names).
@@ -981,7 +986,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
             fields: sd
                 .fields
                 .iter()
-                .map(|f| f.name.text.as_str().into())
+                .map(|f| self.loader.program.intern(&f.name.text))
                 .collect(),
             has_default: sd.fields.iter().map(|f| f.default.is_some()).collect(),
             field_types,
@@ -1358,15 +1363,16 @@ impl<'l, 'p> Compiler<'l, 'p> {
 
     /// A block used as a statement (its value is discarded).
     pub(crate) fn block_stmt(&mut self, b: &'l Block) -> CResult<()> {
-        let base = self.free_reg();
-        let r = self.alloc_reg(b.span)?;
-        let res = self.block_to(b, r);
-        self.free_to(base);
-        res
+        self.block_into(b, None)
     }
 
     /// A block whose value goes to `dst`.
     pub(crate) fn block_to(&mut self, b: &'l Block, dst: u8) -> CResult<()> {
+        self.block_into(b, Some(dst))
+    }
+
+    /// A block; its value goes to `dst`, or is discarded when there is none.
+    fn block_into(&mut self, b: &'l Block, dst: Option<u8>) -> CResult<()> {
         self.begin_scope();
         let mut ok = Ok(());
         for s in &b.stmts {
@@ -1374,19 +1380,23 @@ impl<'l, 'p> Compiler<'l, 'p> {
                 ok = Err(());
             }
         }
-        match &b.tail {
-            Some(t) => {
-                if self.expr_to(t, dst).is_err() {
-                    ok = Err(());
-                }
+        let tail = match (&b.tail, dst) {
+            (Some(t), Some(dst)) => self.expr_to(t, dst),
+            (Some(t), None) => {
+                let base = self.free_reg();
+                let r = self.alloc_reg(t.span).and_then(|r| self.expr_to(t, r));
+                self.free_to(base);
+                r
             }
-            None => {
+            (None, Some(dst)) => {
                 self.abc(Op::LoadNil, dst, 0, 0, b.span);
+                Ok(())
             }
-        }
+            (None, None) => Ok(()),
+        };
         let end = Span::new(b.span.end.saturating_sub(1) as usize, b.span.end as usize);
         let r = self.end_scope(end);
-        ok.and(r)
+        ok.and(tail).and(r)
     }
 
     fn for_loop(

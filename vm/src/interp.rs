@@ -13,7 +13,7 @@ use kiln_gc::Gc;
 use crate::bytecode::{opc, Instr};
 use crate::error::Fault;
 use crate::ops;
-use crate::program::{Program, Proto, ProtoId, TypeKind};
+use crate::program::{Constant, Program, Proto, ProtoId, TypeKind};
 use crate::value::*;
 use crate::vm::{Frame, Handler, Vm};
 
@@ -76,17 +76,17 @@ impl Vm {
             let c = closure.get(&self.heap);
             (c.proto, c.consts, c.module)
         };
-        let program = self.program.clone();
-        let p = program.proto(pid);
+        let p = self.program.proto(pid);
+        let (np, nreq, has_rest) = (p.nparams as usize, p.nrequired as usize, p.has_rest);
+        let max_regs = p.max_regs as usize;
+        if nargs < nreq || (nargs > np && !has_rest) {
+            return Err(Fault::Error(arity_message(p, nargs)));
+        }
         if self.frames.len() >= self.settings.max_depth {
             return Err(Fault::Error("stack overflow".into()));
         }
-        let (np, nreq) = (p.nparams as usize, p.nrequired as usize);
-        if nargs < nreq || (nargs > np && !p.has_rest) {
-            return Err(Fault::Error(arity_message(p, nargs)));
-        }
         let base = callee + 1;
-        let need = base + p.max_regs as usize + 1;
+        let need = base + max_regs + 1;
         if self.stack.len() < need {
             self.stack
                 .resize(need.max(self.stack.len() * 2), Value::Nil);
@@ -94,7 +94,7 @@ impl Vm {
         for slot in &mut self.stack[base + nargs.min(np)..base + np] {
             *slot = Value::Undef;
         }
-        if p.has_rest {
+        if has_rest {
             let extra = if nargs > np {
                 self.stack[base + np..base + nargs].to_vec()
             } else {
@@ -207,16 +207,26 @@ impl Vm {
         }
         macro_rules! konst {
             ($i:expr) => {
-                frame.consts.get(&self.heap).values[$i]
+                match proto.consts[$i] {
+                    Constant::Int(i) => Value::Int(i),
+                    Constant::Float(f) => Value::Float(f),
+                    Constant::Str(_) => frame.consts.get(&self.heap).values[$i],
+                }
             };
         }
+        // `$int` returns `Some(value)` or `None` to defer to the full semantics (which
+        // also produce the errors, e.g. integer division by zero).
         macro_rules! arith {
             ($ins:expr, $rhs:expr, $int:expr, $float:expr, $op:expr) => {{
                 let (x, y) = (r!($ins.b()), $rhs);
-                r!($ins.a()) = match (x, y) {
-                    (Value::Int(a), Value::Int(b)) => Value::Int($int(a, b)),
-                    (Value::Float(a), Value::Float(b)) => Value::Float($float(a, b)),
-                    _ => check!(ops::arith(self, $op, x, y)),
+                let fast = match (x, y) {
+                    (Value::Int(a), Value::Int(b)) => $int(a, b),
+                    (Value::Float(a), Value::Float(b)) => Some(Value::Float($float(a, b))),
+                    _ => None,
+                };
+                r!($ins.a()) = match fast {
+                    Some(v) => v,
+                    None => check!(ops::arith(self, $op, x, y)),
                 };
             }};
         }
@@ -288,54 +298,89 @@ impl Vm {
                 opc::Add => arith!(
                     ins,
                     r!(ins.c()),
-                    i64::wrapping_add,
+                    |a: i64, b| Some(Value::Int(a.wrapping_add(b))),
                     |a, b| a + b,
                     ops::Arith::Add
                 ),
                 opc::Sub => arith!(
                     ins,
                     r!(ins.c()),
-                    i64::wrapping_sub,
+                    |a: i64, b| Some(Value::Int(a.wrapping_sub(b))),
                     |a, b| a - b,
                     ops::Arith::Sub
                 ),
                 opc::Mul => arith!(
                     ins,
                     r!(ins.c()),
-                    i64::wrapping_mul,
+                    |a: i64, b| Some(Value::Int(a.wrapping_mul(b))),
                     |a, b| a * b,
                     ops::Arith::Mul
                 ),
                 opc::AddK => arith!(
                     ins,
                     konst!(ins.c()),
-                    i64::wrapping_add,
+                    |a: i64, b| Some(Value::Int(a.wrapping_add(b))),
                     |a, b| a + b,
                     ops::Arith::Add
                 ),
                 opc::SubK => arith!(
                     ins,
                     konst!(ins.c()),
-                    i64::wrapping_sub,
+                    |a: i64, b| Some(Value::Int(a.wrapping_sub(b))),
                     |a, b| a - b,
                     ops::Arith::Sub
                 ),
                 opc::MulK => arith!(
                     ins,
                     konst!(ins.c()),
-                    i64::wrapping_mul,
+                    |a: i64, b| Some(Value::Int(a.wrapping_mul(b))),
                     |a, b| a * b,
                     ops::Arith::Mul
                 ),
-                opc::Div | opc::IDiv | opc::Mod | opc::Pow => {
-                    let (x, y) = (r!(ins.b()), r!(ins.c()));
-                    r!(ins.a()) =
-                        check!(ops::arith(self, ops::Arith::from_op(ins.op_byte()), x, y));
-                }
-                opc::DivK | opc::IDivK | opc::ModK | opc::PowK => {
-                    let (x, y) = (r!(ins.b()), konst!(ins.c()));
-                    r!(ins.a()) =
-                        check!(ops::arith(self, ops::Arith::from_op(ins.op_byte()), x, y));
+                opc::Div => arith!(ins, r!(ins.c()), float_div, |a, b| a / b, ops::Arith::Div),
+                opc::DivK => arith!(
+                    ins,
+                    konst!(ins.c()),
+                    float_div,
+                    |a, b| a / b,
+                    ops::Arith::Div
+                ),
+                opc::Mod => arith!(
+                    ins,
+                    r!(ins.c()),
+                    |a, b| ops::int_mod(a, b).ok().map(Value::Int),
+                    ops::float_mod,
+                    ops::Arith::Mod
+                ),
+                opc::ModK => arith!(
+                    ins,
+                    konst!(ins.c()),
+                    |a, b| ops::int_mod(a, b).ok().map(Value::Int),
+                    ops::float_mod,
+                    ops::Arith::Mod
+                ),
+                opc::IDiv => arith!(
+                    ins,
+                    r!(ins.c()),
+                    |a, b| ops::int_floor_div(a, b).ok().map(Value::Int),
+                    |a: f64, b: f64| (a / b).floor(),
+                    ops::Arith::IDiv
+                ),
+                opc::IDivK => arith!(
+                    ins,
+                    konst!(ins.c()),
+                    |a, b| ops::int_floor_div(a, b).ok().map(Value::Int),
+                    |a: f64, b: f64| (a / b).floor(),
+                    ops::Arith::IDiv
+                ),
+                opc::Pow | opc::PowK => {
+                    let y = if ins.op_byte() == opc::Pow {
+                        r!(ins.c())
+                    } else {
+                        konst!(ins.c())
+                    };
+                    let x = r!(ins.b());
+                    r!(ins.a()) = check!(ops::arith(self, ops::Arith::Pow, x, y));
                 }
                 opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
                     let (x, y) = (r!(ins.b()), r!(ins.c()));
@@ -487,11 +532,8 @@ impl Vm {
                 }
                 opc::CallMethod => {
                     save_pc!();
-                    let name = match &proto.consts[ins.c()] {
-                        crate::program::Constant::Str(s) => s.clone(),
-                        _ => throw!(Fault::Error("internal error: method name".into())),
-                    };
-                    if check!(ops::call_method(self, base + ins.a(), ins.b(), &name)) {
+                    let name = check!(const_name(proto, ins.c()));
+                    if check!(ops::call_method(self, base + ins.a(), ins.b(), name)) {
                         reload!();
                     }
                 }
@@ -584,13 +626,18 @@ impl Vm {
                 opc::GetField => {
                     save_pc!();
                     let o = r!(ins.b());
-                    let name = konst!(ins.c());
-                    r!(ins.a()) = check!(ops::get_field(self, o, name));
+                    r!(ins.a()) =
+                        check!(ops::get_field(self, o, check!(const_name(proto, ins.c()))));
                 }
                 opc::SetField => {
                     save_pc!();
-                    let (o, name, v) = (r!(ins.a()), konst!(ins.b()), r!(ins.c()));
-                    check!(ops::set_field(self, o, name, v));
+                    let (o, v) = (r!(ins.a()), r!(ins.c()));
+                    check!(ops::set_field(
+                        self,
+                        o,
+                        check!(const_name(proto, ins.b())),
+                        v
+                    ));
                 }
                 opc::NewStruct => {
                     save_pc!();
@@ -606,9 +653,9 @@ impl Vm {
                     r!(ins.a()) = Value::Type(t);
                 }
                 opc::AddMethod => {
-                    let (t, m, name) = (r!(ins.a()), r!(ins.b()), konst!(ins.c()));
-                    if let (Value::Type(t), Some(name)) = (t, name.as_str(&self.heap)) {
-                        let name: std::sync::Arc<str> = name.into();
+                    if let Value::Type(t) = r!(ins.a()) {
+                        let m = r!(ins.b());
+                        let name = check!(const_name(proto, ins.c())).clone();
                         t.get_mut(&mut self.heap).methods.push((name, m));
                     }
                 }
@@ -757,4 +804,21 @@ fn arity_message(p: &Proto, nargs: usize) -> String {
         format!("{nreq} to {np} arguments")
     };
     format!("{} expects {expected}, got {got}", p.name)
+}
+
+/// Int-by-int `/`: always a float.
+#[inline(always)]
+fn float_div(a: i64, b: i64) -> Option<Value> {
+    Some(Value::Float(a as f64 / b as f64))
+}
+
+/// The name constant `i` of `proto` (field and method operands are always strings).
+#[inline]
+fn const_name(proto: &Proto, i: usize) -> Result<&std::sync::Arc<str>, Fault> {
+    match &proto.consts[i] {
+        Constant::Str(s) => Ok(s),
+        _ => Err(Fault::Error(
+            "internal error: a name operand is not a string".into(),
+        )),
+    }
 }

@@ -62,6 +62,7 @@ fn as_f64(v: Value) -> Option<f64> {
 }
 
 /// Floor division of ints (`~/`), wrapping on `MIN ~/ -1`.
+#[inline]
 pub fn int_floor_div(a: i64, b: i64) -> Result<i64, Fault> {
     if b == 0 {
         return Err(fault!("division by zero"));
@@ -75,6 +76,7 @@ pub fn int_floor_div(a: i64, b: i64) -> Result<i64, Fault> {
 }
 
 /// Floored modulo of ints: the result has the divisor's sign.
+#[inline]
 pub fn int_mod(a: i64, b: i64) -> Result<i64, Fault> {
     if b == 0 {
         return Err(fault!("division by zero"));
@@ -360,13 +362,6 @@ pub fn iter_next(vm: &mut Vm, slot: usize, two: bool) -> Result<bool, Fault> {
     Ok(true)
 }
 
-fn name_of(vm: &Vm, name: Value) -> Arc<str> {
-    match name {
-        Value::Str(s) => s.get(&vm.heap).text.clone(),
-        _ => "?".into(),
-    }
-}
-
 fn struct_name(vm: &Vm, inst: &Instance) -> Arc<str> {
     inst.ty.get(&vm.heap).name.clone()
 }
@@ -426,16 +421,15 @@ pub fn set_index(vm: &mut Vm, o: Value, i: Value, v: Value) -> Result<(), Fault>
     }
 }
 
-pub fn get_field(vm: &mut Vm, o: Value, name: Value) -> Result<Value, Fault> {
-    let n = name_of(vm, name);
+pub fn get_field(vm: &mut Vm, o: Value, n: &Arc<str>) -> Result<Value, Fault> {
     match o {
         Value::Struct(s) => {
             let inst = s.get(&vm.heap);
             let ty = inst.ty.get(&vm.heap);
-            if let Some(i) = ty.field_index(&n) {
+            if let Some(i) = ty.field_index(n) {
                 return Ok(inst.fields[i]);
             }
-            if let Some(m) = ty.method(&n) {
+            if let Some(m) = ty.method(n) {
                 return Ok(m);
             }
             Err(fault!(
@@ -444,7 +438,7 @@ pub fn get_field(vm: &mut Vm, o: Value, name: Value) -> Result<Value, Fault> {
             ))
         }
         Value::Map(m) => {
-            let key = to_key(name, &vm.heap)?;
+            let key = Key::Str(n.clone(), hash_str(n));
             Ok(m.get(&vm.heap)
                 .entries
                 .get(&key)
@@ -452,7 +446,7 @@ pub fn get_field(vm: &mut Vm, o: Value, name: Value) -> Result<Value, Fault> {
         }
         Value::Module(m) => {
             let module = m.get(&vm.heap);
-            match module.member(&n) {
+            match module.member(n) {
                 Some(Value::Undef) => Err(fault!("`{n}` used before initialization")),
                 Some(v) => Ok(v),
                 None => Err(fault!("module {} has no member `{n}`", module.name)),
@@ -460,10 +454,10 @@ pub fn get_field(vm: &mut Vm, o: Value, name: Value) -> Result<Value, Fault> {
         }
         Value::Type(t) => {
             let ty = t.get(&vm.heap);
-            ty.method(&n)
+            ty.method(n)
                 .ok_or_else(|| fault!("unknown method `{n}` for struct {}", ty.name))
         }
-        Value::Error(e) => error_field(vm, e, &n),
+        Value::Error(e) => error_field(vm, e, n),
         other => Err(fault!(
             "cannot read field `{n}` of {}",
             other.type_name(&vm.heap)
@@ -500,13 +494,12 @@ fn error_field(vm: &mut Vm, e: kiln_gc::Gc<ErrorObj>, n: &str) -> Result<Value, 
     }
 }
 
-pub fn set_field(vm: &mut Vm, o: Value, name: Value, v: Value) -> Result<(), Fault> {
-    let n = name_of(vm, name);
+pub fn set_field(vm: &mut Vm, o: Value, n: &Arc<str>, v: Value) -> Result<(), Fault> {
     match o {
         Value::Struct(s) => {
             let inst = s.get(&vm.heap);
             let ty = inst.ty.get(&vm.heap);
-            let Some(i) = ty.field_index(&n) else {
+            let Some(i) = ty.field_index(n) else {
                 return Err(fault!("unknown field `{n}` for struct {}", ty.name));
             };
             let v = match &ty.field_types[i] {
@@ -523,7 +516,10 @@ pub fn set_field(vm: &mut Vm, o: Value, name: Value, v: Value) -> Result<(), Fau
             s.get_mut(&mut vm.heap).fields[i] = v;
             Ok(())
         }
-        Value::Map(_) => set_index(vm, o, name, v),
+        Value::Map(_) => {
+            let key = vm.new_arc_str(n.clone());
+            set_index(vm, o, key, v)
+        }
         other => Err(fault!(
             "cannot set field `{n}` of {}",
             other.type_name(&vm.heap)

@@ -158,9 +158,22 @@ pub struct Program {
     pub modules: Vec<ModuleInfo>,
     /// The module holding script-level built-in methods (compiled first).
     pub prelude: Option<ModuleId>,
+    /// Every string constant, interned: equal names share one allocation, so field
+    /// and method lookups usually match on pointer equality.
+    names: std::collections::HashSet<Arc<str>>,
 }
 
 impl Program {
+    /// The shared copy of `s`.
+    pub fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.names.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        self.names.insert(a.clone());
+        a
+    }
+
     #[inline]
     pub fn proto(&self, id: ProtoId) -> &Proto {
         &self.protos[id.0 as usize]

@@ -333,16 +333,27 @@ pub struct StructType {
     pub methods: Vec<(Arc<str>, Value)>,
 }
 
+/// Finds `name` among `names`. Names from one program are interned, so a pointer
+/// comparison pass almost always finds it; the content pass covers names made at run
+/// time.
+#[inline]
+pub fn find_name<'a>(
+    mut names: impl Iterator<Item = &'a str> + Clone,
+    name: &str,
+) -> Option<usize> {
+    names
+        .clone()
+        .position(|n| std::ptr::eq(n, name))
+        .or_else(|| names.position(|n| n == name))
+}
+
 impl StructType {
     pub fn field_index(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|f| &**f == name)
+        find_name(self.fields.iter().map(|f| &**f), name)
     }
 
     pub fn method(&self, name: &str) -> Option<Value> {
-        self.methods
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .map(|(_, v)| *v)
+        find_name(self.methods.iter().map(|(n, _)| &**n), name).map(|i| self.methods[i].1)
     }
 }
 
@@ -491,10 +502,7 @@ pub struct ModuleObj {
 
 impl ModuleObj {
     pub fn member(&self, name: &str) -> Option<Value> {
-        self.names
-            .iter()
-            .position(|n| &**n == name)
-            .map(|i| self.vars[i])
+        find_name(self.names.iter().map(|n| &**n), name).map(|i| self.vars[i])
     }
 }
 
