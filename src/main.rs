@@ -18,29 +18,32 @@ const USAGE_ERROR: u8 = 64;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Run CODE instead of a file.
-    #[arg(
-        short = 'e',
-        long = "eval",
-        value_name = "CODE",
-        conflicts_with = "file"
-    )]
+    /// Run CODE instead of a file (the remaining arguments go to it).
+    #[arg(short = 'e', long = "eval", value_name = "CODE")]
     eval: Option<String>,
     #[command(flatten)]
     opts: RunOpts,
-    /// The script to run (without a subcommand); the arguments after it go to the script.
-    file: Option<PathBuf>,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, requires = "file")]
-    args: Vec<String>,
+    /// The script to run and its arguments. Everything after the script belongs to the
+    /// script, even words that look like kiln's own flags.
+    #[arg(
+        value_name = "FILE [ARGS]",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    script: Vec<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run a script; the arguments after it are the script's (`os.args()`).
     Run {
-        file: PathBuf,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[arg(
+            value_name = "FILE [ARGS]",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        script: Vec<String>,
     },
     /// An interactive session (also what a bare `kiln` starts on a terminal).
     Repl,
@@ -80,17 +83,24 @@ fn main() -> ExitCode {
             };
         }
     };
-    match (cli.command, cli.eval, cli.file) {
-        (Some(Command::Run { file, args }), _, _) => run_file(&file, cli.opts.settings(args)),
+    let mut script = cli.script.into_iter();
+    match (cli.command, cli.eval, script.next()) {
+        (Some(Command::Run { script }), _, _) => {
+            let mut script = script.into_iter();
+            let file = PathBuf::from(script.next().unwrap_or_default());
+            run_file(&file, cli.opts.settings(script.collect()))
+        }
         (Some(Command::Repl), _, _) => repl(cli.opts.settings(Vec::new())),
         (Some(Command::Disasm { file }), _, _) => disasm(&file, &cli.opts),
-        (None, Some(code), _) => finish(kiln::run_source(
+        (None, Some(code), first) => finish(kiln::run_source(
             "<eval>",
             &code,
-            cli.opts.settings(cli.args),
+            cli.opts.settings(first.into_iter().chain(script).collect()),
             Output::stdio(),
         )),
-        (None, None, Some(file)) => run_file(&file, cli.opts.settings(cli.args)),
+        (None, None, Some(file)) => {
+            run_file(&PathBuf::from(file), cli.opts.settings(script.collect()))
+        }
         (None, None, None) => {
             use std::io::IsTerminal;
             if std::io::stdin().is_terminal() {
@@ -138,7 +148,8 @@ fn finish(result: Result<(), KilnError>) -> ExitCode {
         Err(e) => {
             let _ = std::io::stdout().flush();
             render(&e, &mut std::io::stderr(), use_color());
-            ExitCode::from(exit_code(&e).clamp(0, 255) as u8)
+            // The OS keeps the low 8 bits of a status (`os.exit(-1)` is 255).
+            ExitCode::from(exit_code(&e) as u8)
         }
     }
 }

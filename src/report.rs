@@ -60,8 +60,16 @@ pub fn render(err: &KilnError, out: &mut dyn Write, color: bool) {
             }
         }
     }
-    for t in &err.trace {
-        let _ = writeln!(out, "  at {t}");
+    // A runaway recursion has thousands of identical frames: show both ends.
+    const SHOWN: usize = 12;
+    let n = err.trace.len();
+    for (i, t) in err.trace.iter().enumerate() {
+        if n > 2 * SHOWN && i == SHOWN {
+            let _ = writeln!(out, "  ... {} more frames ...", n - 2 * SHOWN);
+        }
+        if n <= 2 * SHOWN || i < SHOWN || i >= n - SHOWN {
+            let _ = writeln!(out, "  at {t}");
+        }
     }
 }
 

@@ -26,6 +26,19 @@ impl<'l, 'p> Compiler<'l, 'p> {
         Ok(r)
     }
 
+    /// A register holding `e`, computed into `dst` when `dst` is a temporary. Chains
+    /// (`a - b - c ...`, `x.f().g()...`) then reuse one register instead of one per link.
+    fn first_operand(&mut self, e: &'l Expr, dst: u8) -> CResult<u8> {
+        if let Some(r) = self.local_reg(e) {
+            return Ok(r);
+        }
+        if self.is_temp(dst) {
+            self.expr_to(e, dst)?;
+            return Ok(dst);
+        }
+        self.expr_reg(e)
+    }
+
     /// Assigns to a plain local register. Expressions whose only write to `dst` is their
     /// final instruction go straight in; the rest (short-circuit operators, calls, blocks
     /// ...) may write `dst` before reading the old value, so they go through a temporary.
@@ -132,12 +145,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
                 self.method_call(recv, method, args, dst, span)?
             }
             ExprKind::Index { target, index } => {
-                let o = self.expr_reg(target)?;
+                let o = self.first_operand(target, dst)?;
                 let i = self.expr_reg(index)?;
                 self.abc(Op::GetIndex, dst, o, i, span);
             }
             ExprKind::Field { target, name } => {
-                let o = self.expr_reg(target)?;
+                let o = self.first_operand(target, dst)?;
                 let k = self.name_const(&name.text, name.span)?;
                 self.abc(Op::GetField, dst, o, k, name.span);
             }
@@ -371,7 +384,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
         use BinOp::*;
         match op {
             Eq | Ne | Lt | Le | Gt | Ge => {
-                let b = self.expr_reg(lhs)?;
+                let b = self.first_operand(lhs, dst)?;
                 let c = self.expr_reg(rhs)?;
                 let op = match op {
                     Eq => Op::Eq,
@@ -384,7 +397,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
                 self.abc(op, dst, b, c, span);
             }
             _ => {
-                let b = self.expr_reg(lhs)?;
+                let b = self.first_operand(lhs, dst)?;
                 if let Some(kop) = k_form(op) {
                     let k = match rhs.kind {
                         ExprKind::Int(i) => Some(Constant::Int(i)),
@@ -505,6 +518,11 @@ impl<'l, 'p> Compiler<'l, 'p> {
         }
         let a = self.alloc_reg(span)?;
         self.expr_to(callee, a)?;
+        self.call_rest(a, args)
+    }
+
+    /// The arguments after a callee already in `a`.
+    fn call_rest(&mut self, a: u8, args: &'l [Expr]) -> CResult<u8> {
         for arg in args {
             let r = self.alloc_reg(arg.span)?;
             self.expr_to(arg, r)?;
@@ -513,7 +531,14 @@ impl<'l, 'p> Compiler<'l, 'p> {
     }
 
     fn call(&mut self, callee: &'l Expr, args: &'l [Expr], dst: u8, span: Span) -> CResult<()> {
-        let a = self.call_args(callee, args, span)?;
+        let a = if is_chain_link(callee) && self.is_temp(dst) {
+            self.expr_to(callee, dst)?;
+            let a = self.alloc_reg(span)?;
+            self.abc(Op::Move, a, dst, 0, span);
+            self.call_rest(a, args)?
+        } else {
+            self.call_args(callee, args, span)?
+        };
         self.abc(Op::Call, a, args.len() as u8, 0, span);
         if a != dst {
             self.abc(Op::Move, dst, a, 0, span);
@@ -532,9 +557,17 @@ impl<'l, 'p> Compiler<'l, 'p> {
         if args.len() > 200 {
             return self.fail_at(span, "too many arguments in one call");
         }
+        let chained = is_chain_link(recv) && self.is_temp(dst);
+        if chained {
+            self.expr_to(recv, dst)?;
+        }
         let a = self.alloc_reg(span)?;
         let r = self.alloc_reg(recv.span)?;
-        self.expr_to(recv, r)?;
+        if chained {
+            self.abc(Op::Move, r, dst, 0, recv.span);
+        } else {
+            self.expr_to(recv, r)?;
+        }
         for arg in args {
             let ar = self.alloc_reg(arg.span)?;
             self.expr_to(arg, ar)?;
@@ -587,4 +620,15 @@ fn k_form(op: BinOp) -> Option<Op> {
         BinOp::Pow => Op::PowK,
         _ => return None,
     })
+}
+
+/// Whether `e` is itself a call, method call, index or field access: a link of a chain.
+fn is_chain_link(e: &Expr) -> bool {
+    matches!(
+        e.kind,
+        ExprKind::Call { .. }
+            | ExprKind::MethodCall { .. }
+            | ExprKind::Index { .. }
+            | ExprKind::Field { .. }
+    )
 }

@@ -83,6 +83,12 @@ pub(crate) fn compile_module(
     });
     let main = c.compile_main(module, display_name);
     if !c.errors.is_empty() {
+        // A deferred statement is compiled once per exit path: report each problem once.
+        let mut seen = HashSet::new();
+        c.errors.retain(|d| {
+            let at = d.location.as_ref().map(|(_, s)| (s.start, s.end));
+            seen.insert((d.message.clone(), at))
+        });
         return Err(c.errors);
     }
     let consts = c
@@ -662,6 +668,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
         }
     }
 
+    /// Whether `r` holds no local of the current function (so an expression may use it
+    /// as scratch before writing its result there).
+    pub(crate) fn is_temp(&self, r: u8) -> bool {
+        !self.fr().locals.iter().any(|l| l.reg == r)
+    }
+
     /// The register a plain (non-cell) local lives in, if `e` is one.
     pub(crate) fn local_reg(&mut self, e: &Expr) -> Option<u8> {
         let name = match &e.kind {
@@ -744,7 +756,15 @@ impl<'l, 'p> Compiler<'l, 'p> {
             "map" => TypeKind::Map,
             "fn" => TypeKind::Fn,
             "any" => TypeKind::Any,
-            other => TypeKind::Struct(other.into()),
+            other => {
+                // A struct type is a value: its name must resolve like any variable.
+                // (Module-level declarations are collected before any function exists;
+                // their annotations are checked again when the statement compiles.)
+                if !self.funcs.is_empty() && self.resolve(other).is_none() {
+                    self.error(t.name.span, format!("unknown type `{other}`"));
+                }
+                TypeKind::Struct(other.into())
+            }
         };
         TypeAnn {
             kind,
@@ -1408,8 +1428,9 @@ impl<'l, 'p> Compiler<'l, 'p> {
         span: Span,
     ) -> CResult<()> {
         self.begin_scope();
-        let r = if let Some((start, end, step, inclusive)) = self.numeric_range(iter) {
-            self.numeric_for(first, second, start, end, step, inclusive, body, span)
+        let numeric = self.numeric_range(iter).filter(|_| second.is_none());
+        let r = if let Some((start, end, step, inclusive)) = numeric {
+            self.numeric_for(first, start, end, step, inclusive, body, span)
         } else {
             self.iter_for(first, second, iter, body, span)
         };
@@ -1444,7 +1465,6 @@ impl<'l, 'p> Compiler<'l, 'p> {
     fn numeric_for(
         &mut self,
         first: &'l Name,
-        second: Option<&'l Name>,
         start: &'l Expr,
         end: &'l Expr,
         step: Option<&'l Expr>,
@@ -1452,9 +1472,6 @@ impl<'l, 'p> Compiler<'l, 'p> {
         body: &'l Block,
         span: Span,
     ) -> CResult<()> {
-        if let Some(s) = second {
-            return self.fail(s.span, "a numeric range loop binds one variable");
-        }
         let a = self.alloc_regs(4, span)?;
         self.expr_to(start, a)?;
         self.expr_to(end, a + 1)?;

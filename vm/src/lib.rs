@@ -117,7 +117,12 @@ impl Vm {
                     .unwrap_or_else(|| self.capture_trace()),
             ),
         };
-        let location = trace.first().map(|t| (t.source.clone(), t.span));
+        // Point at the user's code, not inside the prelude's `map`/`sort_by`.
+        let location = trace
+            .iter()
+            .find(|t| t.source.name != crate::loader::PRELUDE_NAME)
+            .or(trace.first())
+            .map(|t| (t.source.clone(), t.span));
         self.frames.clear();
         self.handlers.clear();
         KilnError {

@@ -18,6 +18,9 @@ use crate::vm::Capabilities;
 /// The Kiln source of script-level built-in methods (`map`, `filter`, `sort_by`...).
 const PRELUDE: &str = include_str!("prelude.kn");
 
+/// The prelude's file name in traces.
+pub const PRELUDE_NAME: &str = "<prelude>";
+
 /// Compiles modules into a [`Program`].
 pub struct Loader<'p> {
     pub(crate) program: &'p mut Program,
@@ -38,7 +41,7 @@ impl<'p> Loader<'p> {
         };
         if l.program.prelude.is_none() {
             let id = l
-                .compile_source("<prelude>", PRELUDE, "<prelude>")
+                .compile_source(PRELUDE_NAME, PRELUDE, PRELUDE_NAME)
                 .unwrap_or_else(|d| panic!("the built-in prelude does not compile: {d:?}"));
             l.program.prelude = Some(id);
         }

@@ -410,7 +410,9 @@ pub fn set_index(vm: &mut Vm, o: Value, i: Value, v: Value) -> Result<(), Fault>
             let key = to_key(i, &vm.heap)?;
             let entries = &mut m.get_mut(&mut vm.heap).entries;
             let before = entries.capacity();
-            entries.insert(key, (i, v));
+            // An existing entry keeps the key as first written (`m[1.0] = x` after
+            // `m[1] = y` updates the entry of `1`).
+            entries.entry(key).and_modify(|e| e.1 = v).or_insert((i, v));
             let grown = entries.capacity() - before;
             if grown > 0 {
                 vm.heap.account((grown * 72) as isize);
@@ -584,13 +586,22 @@ pub fn map_literal(vm: &mut Vm, ins: Instr, base: usize) -> Result<Value, Fault>
         let (k, v) = (vm.stack[start + 2 * p], vm.stack[start + 2 * p + 1]);
         pairs.push((to_key(k, &vm.heap)?, (k, v)));
     }
+    // A repeated key keeps its first spelling and position, like an assignment.
+    let insert_all = |map: &mut Map| {
+        for (key, (k, v)) in pairs {
+            map.entries
+                .entry(key)
+                .and_modify(|e| e.1 = v)
+                .or_insert((k, v));
+        }
+    };
     if ins.op_byte() == opc::NewMap {
         let mut map = Map::default();
-        map.entries.extend(pairs);
+        insert_all(&mut map);
         Ok(vm.new_map(map))
     } else {
         if let Value::Map(m) = vm.stack[base + ins.a()] {
-            m.get_mut(&mut vm.heap).entries.extend(pairs);
+            insert_all(m.get_mut(&mut vm.heap));
         }
         Ok(Value::Nil)
     }
