@@ -7,6 +7,7 @@
 pub mod report;
 
 pub use kiln_vm as vm;
+pub use kiln_vm::tier::{JitMode, TierConfig};
 pub use kiln_vm::{Capabilities, ErrorKind, KilnError, Output, Settings, Value, Vm};
 
 use std::sync::Arc;
@@ -21,4 +22,45 @@ pub fn run_source(
     let (program, main) = kiln_vm::compile(name, text, &settings.capabilities)?;
     let mut vm = Vm::new(Arc::new(program), settings, output);
     vm.run_main(main).map(|_| ())
+}
+
+/// Whether this build has the Cranelift tier.
+pub const HAS_JIT: bool = cfg!(feature = "jit");
+
+/// How hot code is compiled, as the CLI and hosts choose it.
+#[derive(Clone, Debug)]
+pub struct JitSettings {
+    pub mode: JitMode,
+    /// Calls plus loop back-edges before a function is compiled (`JitMode::On`).
+    pub threshold: Option<u32>,
+    /// One line per compile, refusal and blacklisting on stderr.
+    pub verbose: bool,
+    /// Print the Cranelift IR of compiled functions on stderr.
+    pub dump_clif: bool,
+}
+
+/// The tier configuration for `settings`: the Cranelift tier when the build has it and
+/// the mode is not `Off`, the interpreter alone otherwise.
+pub fn tier_config(settings: &JitSettings) -> TierConfig {
+    let mut config = TierConfig {
+        mode: settings.mode,
+        ..TierConfig::default()
+    };
+    #[cfg(feature = "jit")]
+    {
+        config.threshold = settings
+            .threshold
+            .unwrap_or(kiln_jit::params::DEFAULT_THRESHOLD);
+        if settings.mode != JitMode::Off {
+            let options = kiln_jit::JitOptions {
+                verbose: settings.verbose,
+                dump_clif: settings.dump_clif,
+            };
+            config.tier = Some(std::sync::Arc::new(kiln_jit::CraneliftTier::new(options)));
+        }
+    }
+    if config.tier.is_none() {
+        config.mode = JitMode::Off;
+    }
+    config
 }

@@ -9,12 +9,20 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use kiln::report::{exit_code, render, use_color};
-use kiln::{KilnError, Output, Settings};
+use kiln::{JitMode, KilnError, Output, Settings};
 
 const USAGE_ERROR: u8 = 64;
 
+/// `kiln --version`: the version, and the tiers this build has (the bench harness reads
+/// the `jit:` line).
+const VERSION: &str = if kiln::HAS_JIT {
+    concat!(env!("CARGO_PKG_VERSION"), "\njit: cranelift")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Kiln: a tiered scripting runtime")]
+#[command(name = "kiln", version = VERSION, about = "Kiln: a tiered scripting runtime")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -56,6 +64,22 @@ struct RunOpts {
     /// Collect garbage at every allocation (a debugging aid; also KILN_GC_STRESS=1).
     #[arg(long, global = true)]
     gc_stress: bool,
+    /// Compile hot code: off, on (the default) or eager (at first call; the test mode).
+    /// Also KILN_JIT.
+    #[arg(long, global = true, value_name = "MODE", value_parser = ["off", "on", "eager"])]
+    jit: Option<String>,
+    /// Calls plus loop iterations before a function is compiled (also KILN_JIT_THRESHOLD).
+    #[arg(long, global = true, value_name = "N")]
+    jit_threshold: Option<u32>,
+    /// Print a line for every function compiled, refused or left to the interpreter.
+    #[arg(long, global = true)]
+    jit_verbose: bool,
+    /// Print compiled functions' intermediate code (`clif`) on stderr.
+    #[arg(long, global = true, value_name = "WHAT", value_parser = ["clif"])]
+    jit_dump: Option<String>,
+    /// Print tier and heap statistics on stderr at exit.
+    #[arg(long, global = true)]
+    stats: bool,
 }
 
 impl RunOpts {
@@ -63,6 +87,26 @@ impl RunOpts {
         let mut s = Settings::default();
         s.heap.stress = self.gc_stress || env_flag("KILN_GC_STRESS");
         s.args = args;
+        let mode = self
+            .jit
+            .clone()
+            .or_else(|| std::env::var("KILN_JIT").ok())
+            .unwrap_or_else(|| "on".into());
+        let threshold = self.jit_threshold.or_else(|| {
+            std::env::var("KILN_JIT_THRESHOLD")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        s.tier = kiln::tier_config(&kiln::JitSettings {
+            mode: match mode.as_str() {
+                "off" => JitMode::Off,
+                "eager" => JitMode::Eager,
+                _ => JitMode::On,
+            },
+            threshold,
+            verbose: self.jit_verbose,
+            dump_clif: self.jit_dump.is_some(),
+        });
         s
     }
 }
@@ -88,19 +132,21 @@ fn main() -> ExitCode {
         (Some(Command::Run { script }), _, _) => {
             let mut script = script.into_iter();
             let file = PathBuf::from(script.next().unwrap_or_default());
-            run_file(&file, cli.opts.settings(script.collect()))
+            run_file(&file, cli.opts.settings(script.collect()), cli.opts.stats)
         }
         (Some(Command::Repl), _, _) => repl(cli.opts.settings(Vec::new())),
         (Some(Command::Disasm { file }), _, _) => disasm(&file, &cli.opts),
-        (None, Some(code), first) => finish(kiln::run_source(
+        (None, Some(code), first) => run(
             "<eval>",
             &code,
             cli.opts.settings(first.into_iter().chain(script).collect()),
-            Output::stdio(),
-        )),
-        (None, None, Some(file)) => {
-            run_file(&PathBuf::from(file), cli.opts.settings(script.collect()))
-        }
+            cli.opts.stats,
+        ),
+        (None, None, Some(file)) => run_file(
+            &PathBuf::from(file),
+            cli.opts.settings(script.collect()),
+            cli.opts.stats,
+        ),
         (None, None, None) => {
             use std::io::IsTerminal;
             if std::io::stdin().is_terminal() {
@@ -130,16 +176,23 @@ fn read_script(file: &PathBuf) -> Result<String, ExitCode> {
     })
 }
 
-fn run_file(file: &PathBuf, settings: Settings) -> ExitCode {
+fn run_file(file: &PathBuf, settings: Settings, stats: bool) -> ExitCode {
     match read_script(file) {
-        Ok(text) => finish(kiln::run_source(
-            &file.to_string_lossy(),
-            &text,
-            settings,
-            Output::stdio(),
-        )),
+        Ok(text) => run(&file.to_string_lossy(), &text, settings, stats),
         Err(code) => code,
     }
+}
+
+fn run(name: &str, text: &str, settings: Settings, stats: bool) -> ExitCode {
+    let tier = settings.tier.tier.clone();
+    let code = finish(kiln::run_source(name, text, settings, Output::stdio()));
+    if stats {
+        match tier {
+            Some(t) => eprintln!("{}", t.stats()),
+            None => eprintln!("jit: off"),
+        }
+    }
+    code
 }
 
 fn finish(result: Result<(), KilnError>) -> ExitCode {

@@ -28,13 +28,27 @@ struct Mode {
 /// The first mode is the reference one: bless mode writes `.out` files from its runs only,
 /// so that two modes never race to rewrite the same file.
 const MODES: &[Mode] = &[
+    // The default tiering (the JIT on, at its threshold).
     Mode {
         name: "normal",
         flags: &[],
     },
     Mode {
+        name: "interp",
+        flags: &["--jit=off"],
+    },
+    // Compile every function at its first call: the JIT's differential test.
+    Mode {
+        name: "jit-eager",
+        flags: &["--jit=eager"],
+    },
+    Mode {
         name: "gc-stress",
-        flags: &["--gc-stress"],
+        flags: &["--gc-stress", "--jit=off"],
+    },
+    Mode {
+        name: "gc-stress-jit",
+        flags: &["--gc-stress", "--jit=eager"],
     },
 ];
 

@@ -1196,6 +1196,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
             module: self.module,
             source: self.source.clone(),
             span: f.span,
+            jit: Default::default(),
         };
         let program = &mut self.loader.program;
         program.protos.push(proto);

@@ -34,6 +34,7 @@ pub fn repr(vm: &Vm, v: Value) -> String {
         vm,
         path: Vec::new(),
         out: String::new(),
+        cut: false,
     };
     p.value(v);
     p.out
@@ -89,10 +90,15 @@ fn scientific(digits: &str, exp: i32) -> String {
     format!("{first}{point}{rest}e{sign}{:02}", exp.unsigned_abs())
 }
 
-/// Appends `s` quoted, with the escapes a Kiln string literal understands.
-pub(crate) fn quote_into(out: &mut String, s: &str) {
+/// Appends `s` quoted, with the escapes a Kiln string literal understands. Stops (false,
+/// without the closing quote) once `out` is longer than `limit`: escapes can make the
+/// quoted form several times as long as `s`.
+fn quote_into(out: &mut String, s: &str, limit: usize) -> bool {
     out.push('"');
     for c in s.chars() {
+        if out.len() > limit {
+            return false;
+        }
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -105,6 +111,7 @@ pub(crate) fn quote_into(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+    true
 }
 
 /// `0..10`, `0..=10`, or `range(0, 10, 2)` when the step is not 1.
@@ -121,6 +128,8 @@ struct Printer<'a> {
     vm: &'a Vm,
     path: Vec<usize>,
     out: String,
+    /// The output was cut off at [`MAX_OUTPUT`]; only closing brackets follow.
+    cut: bool,
 }
 
 impl Printer<'_> {
@@ -133,7 +142,9 @@ impl Printer<'_> {
             Value::Int(i) => write!(self.out, "{i}"),
             Value::Float(f) => self.out.write_str(&format_float(f)),
             Value::Str(s) => {
-                quote_into(&mut self.out, &s.get(heap).text);
+                if !quote_into(&mut self.out, &s.get(heap).text, MAX_OUTPUT) {
+                    self.room();
+                }
                 Ok(())
             }
             Value::Array(_) | Value::Map(_) | Value::Struct(_) => {
@@ -218,16 +229,17 @@ impl Printer<'_> {
                 let inst = s.get(heap);
                 let ty = inst.ty.get(heap);
                 for (i, (name, &field)) in ty.fields.iter().zip(inst.fields.iter()).enumerate() {
-                    self.out.push_str(if i == 0 { " " } else { ", " });
-                    if self.out.len() > MAX_OUTPUT {
-                        self.out.push_str("...");
+                    if !self.separator(i, ", ") {
                         break;
+                    }
+                    if i == 0 {
+                        self.out.push(' ');
                     }
                     self.out.push_str(name);
                     self.out.push_str(": ");
                     self.value(field);
                 }
-                if !inst.fields.is_empty() {
+                if !inst.fields.is_empty() && !self.cut {
                     self.out.push(' ');
                 }
             }
@@ -235,17 +247,25 @@ impl Printer<'_> {
         }
     }
 
-    /// Writes the separator before element `i`; false (after writing `...`) once the
-    /// output is too long to continue.
+    /// Writes the separator before element `i`; false once the output is too long to
+    /// continue.
     fn separator(&mut self, i: usize, sep: &str) -> bool {
+        if self.cut {
+            return false;
+        }
         if i > 0 {
             self.out.push_str(sep);
         }
-        if self.out.len() > MAX_OUTPUT {
+        self.room()
+    }
+
+    /// Whether the output may grow; past [`MAX_OUTPUT`] it is cut off, marked by `...`.
+    fn room(&mut self) -> bool {
+        if !self.cut && self.out.len() > MAX_OUTPUT {
             self.out.push_str("...");
-            return false;
+            self.cut = true;
         }
-        true
+        !self.cut
     }
 }
 
@@ -284,6 +304,17 @@ mod tests {
         let shared = array(&mut vm, vec![Value::Int(1)]);
         let twice = array(&mut vm, vec![shared, shared]);
         assert_eq!(display(&vm, twice), "[[1], [1]]");
+    }
+
+    #[test]
+    fn quoting_stops_at_the_limit() {
+        let mut out = String::new();
+        assert!(quote_into(&mut out, "a\n", 10));
+        assert_eq!(out, "\"a\\n\"");
+        // `\u{1}` is six bytes for one: the limit is checked as the output grows.
+        let mut out = String::new();
+        assert!(!quote_into(&mut out, &"\u{1}".repeat(1000), 100));
+        assert!(out.len() <= 106, "{}", out.len());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::bytecode::{opc, Instr};
 use crate::error::Fault;
 use crate::ops;
 use crate::program::{Constant, Program, Proto, ProtoId, TypeKind};
+use crate::tier::{JitMode, Materialize, TierExit};
 use crate::value::*;
 use crate::vm::{Frame, Handler, Vm};
 
@@ -205,6 +206,20 @@ impl Vm {
                 base = frame.base;
             }};
         }
+        // Counts a call or back-edge of the top frame and runs its compiled code if it
+        // has an entry at the frame's pc.
+        macro_rules! tier_enter {
+            ($weight:expr) => {{
+                if let Some((v, ret)) = check!(self.tier_enter($weight)) {
+                    if self.frames.len() <= stop {
+                        return Ok(v);
+                    }
+                    self.stack[ret] = v;
+                }
+                reload!();
+            }};
+        }
+        let tiering = self.settings.tier.mode != JitMode::Off;
         macro_rules! konst {
             ($i:expr) => {
                 match proto.consts[$i] {
@@ -428,7 +443,13 @@ impl Vm {
                     let b = check!(ops::greater_eq(&self.heap, r!(ins.b()), r!(ins.c())));
                     r!(ins.a()) = Value::Bool(b);
                 }
-                opc::Jmp => pc = (pc as isize + ins.sj()) as usize,
+                opc::Jmp => {
+                    pc = (pc as isize + ins.sj()) as usize;
+                    if tiering && ins.sj() < 0 {
+                        save_pc!();
+                        tier_enter!(1);
+                    }
+                }
                 opc::Test => jump_if!(r!(ins.a()).truthy() == (ins.c() != 0)),
                 opc::TestEq => {
                     let eq = ops::equal(&self.heap, r!(ins.a()), r!(ins.b()));
@@ -489,6 +510,10 @@ impl Vm {
                                 r!(a) = Value::Int(next);
                                 r!(a + 3) = Value::Int(next);
                                 pc = (pc as isize + ins.sbx()) as usize;
+                                if tiering {
+                                    save_pc!();
+                                    tier_enter!(1);
+                                }
                             }
                         }
                     }
@@ -527,7 +552,11 @@ impl Vm {
                     save_pc!();
                     let a = base + ins.a();
                     if check!(self.call_value(a, ins.b(), a)) {
-                        reload!();
+                        if tiering {
+                            tier_enter!(1);
+                        } else {
+                            reload!();
+                        }
                     }
                 }
                 opc::CallMethod => {
@@ -717,6 +746,57 @@ impl Vm {
                 other => throw!(Fault::Error(format!("internal error: bad opcode {other}"))),
             }
         }
+    }
+
+    /// Counts a call or back-edge of the top frame (`weight`) and, if its proto has
+    /// compiled code with an entry at the frame's pc, runs it. Returns the value and
+    /// return slot when the frame returned from compiled code.
+    fn tier_enter(&mut self, weight: u32) -> Result<Option<(Value, usize)>, Fault> {
+        let f = *self.frames.last().expect("a frame");
+        let Some(code) = self.tier_hot(f.proto, weight) else {
+            return Ok(None);
+        };
+        if !code.has_entry(f.pc as u32) {
+            return Ok(None);
+        }
+        match code.run(self, f.pc as u32) {
+            TierExit::Returned(v) => {
+                let done = self.frames.pop().expect("the entered frame");
+                Ok(Some((v, done.ret)))
+            }
+            TierExit::Resume { pc, frames } => {
+                self.frames.last_mut().expect("the entered frame").pc = pc as usize;
+                for m in frames {
+                    self.push_materialized(m)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Rebuilds an interpreter frame for a compiled callee that stopped.
+    fn push_materialized(&mut self, m: Materialize) -> Result<(), Fault> {
+        let Value::Func(closure) = m.closure else {
+            return Err(Fault::Error(
+                "internal error: compiled frame without a closure".into(),
+            ));
+        };
+        let c = closure.get(&self.heap);
+        let (proto, consts, module) = (c.proto, c.consts, c.module);
+        let need = m.base + self.program.proto(proto).max_regs as usize + 1;
+        if self.stack.len() < need {
+            self.stack.resize(need, Value::Nil);
+        }
+        self.frames.push(Frame {
+            closure,
+            proto,
+            consts,
+            module,
+            pc: m.pc as usize,
+            base: m.base,
+            ret: m.base - 1,
+        });
+        Ok(())
     }
 
     fn make_closure(

@@ -25,6 +25,7 @@ pub mod program;
 pub mod repl;
 pub mod source;
 pub mod stdlib;
+pub mod tier;
 pub mod value;
 pub mod vm;
 

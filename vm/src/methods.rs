@@ -173,6 +173,12 @@ fn edit_items<R>(vm: &mut Vm, arr: Gc<Array>, f: impl FnOnce(&mut Vec<Value>) ->
     r
 }
 
+/// Makes room for one more item. A failed allocation is the error `out of memory` rather
+/// than the end of the process.
+fn grow(items: &mut Vec<Value>) -> Result<(), Fault> {
+    items.try_reserve(1).map_err(|_| fault!("out of memory"))
+}
+
 /// An offset into a sequence of `len`, negative counting from the end, clamped to
 /// `0..=len`.
 fn clamp_offset(len: usize, i: i64) -> usize {
@@ -210,7 +216,7 @@ fn array_len(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 
 fn array_push(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (arr, a) = array_args("push", args, 1, 1)?;
-    edit_items(vm, arr, |items| items.push(a.get(0)));
+    edit_items(vm, arr, |items| grow(items).map(|()| items.push(a.get(0))))?;
     Ok(Value::Nil)
 }
 
@@ -233,7 +239,9 @@ fn array_insert(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         .and_then(|p| usize::try_from(p).ok())
         .filter(|&p| p <= len)
         .ok_or_else(|| index_error(i, len))?;
-    edit_items(vm, arr, |items| items.insert(pos, a.get(1)));
+    edit_items(vm, arr, |items| {
+        grow(items).map(|()| items.insert(pos, a.get(1)))
+    })?;
     Ok(Value::Nil)
 }
 

@@ -7,7 +7,10 @@
 //! may open a struct literal (not in `if`/`while`/`for` headers).
 //!
 //! Nesting is capped at [`MAX_DEPTH`] so that hostile input cannot overflow the Rust
-//! stack. The functions a nested construct recurses through are kept small (dispatchers
+//! stack, and so is the height of the tree built ([`MAX_HEIGHT`]): chains parse as loops
+//! but nest in the tree, and chains inside the operands of chains would otherwise
+//! multiply (`((a + … + a) + … + a) + …` is as deep as all its operators together).
+//! The functions a nested construct recurses through are kept small (dispatchers
 //! only make tail calls; the work lives in helpers that are not on the stack while the
 //! recursion happens), because every temporary counts in a debug build's stack frame.
 //! Measured at the maximum depth, the worst construct needs about 1.5 MB of stack in a
@@ -42,6 +45,12 @@ pub const MAX_DEPTH: usize = 200;
 /// parse as loops, but they build left-leaning trees that the compiler walks
 /// recursively, so their length is a nesting depth in disguise.
 pub const MAX_CHAIN: usize = 2000;
+
+/// How tall a statement's syntax tree may grow: nesting levels plus the links of the
+/// operator, postfix and `else if` chains along any path from the statement down. The
+/// compiler walks the tree recursively, so this bounds its stack; a single chain of
+/// [`MAX_CHAIN`] links fits with room for nesting around it.
+pub const MAX_HEIGHT: usize = MAX_CHAIN + 500;
 
 /// After this many errors (from the lexer, and from the parser) the rest of the file is
 /// skipped: later ones are mostly noise.
@@ -220,6 +229,9 @@ struct Parser {
     pos: usize,
     errors: Vec<SyntaxError>,
     depth: usize,
+    /// The deepest level (nesting depth plus chain links) reached inside the construct
+    /// being measured; see [`Parser::measure_start`].
+    peak: usize,
     /// Blocks currently open: imports are allowed only at zero.
     blocks: usize,
     ctx: Context,
@@ -233,6 +245,7 @@ impl Parser {
             pos: 0,
             errors: Vec::new(),
             depth: 0,
+            peak: 0,
             blocks: 0,
             ctx: Context {
                 nl_ends: true,
@@ -363,11 +376,30 @@ impl Parser {
             return self.fail(self.span(), "nesting too deep");
         }
         self.depth += 1;
+        self.peak = self.peak.max(self.depth);
         Ok(())
     }
 
     fn leave(&mut self) {
         self.depth -= 1;
+    }
+
+    /// Starts measuring how deep the construct parsed next reaches; returns the outer
+    /// measurement, which [`Parser::measure_end`] resumes.
+    fn measure_start(&mut self) -> usize {
+        std::mem::replace(&mut self.peak, self.depth)
+    }
+
+    /// Ends a measurement: a chain of `links` links was built on top of everything
+    /// parsed since [`Parser::measure_start`], pushing all of it that much deeper.
+    /// Refuses a tree taller than [`MAX_HEIGHT`].
+    fn measure_end(&mut self, outer: usize, links: usize) -> PResult<()> {
+        let height = self.peak + links;
+        self.peak = outer.max(height);
+        if height > MAX_HEIGHT {
+            return self.fail(self.prev_span(), "nesting too deep");
+        }
+        Ok(())
     }
 
     /// Replaces the context, returning the old one to put back (after an error the
@@ -435,9 +467,9 @@ impl Parser {
                 self.recover(start, top_level);
                 continue;
             }
-            let saved = (self.depth, self.blocks, self.ctx);
+            let saved = (self.depth, self.peak, self.blocks, self.ctx);
             let Ok((stmt, needs_end)) = self.stmt() else {
-                (self.depth, self.blocks, self.ctx) = saved;
+                (self.depth, self.peak, self.blocks, self.ctx) = saved;
                 self.recover(start, top_level);
                 continue;
             };
@@ -999,17 +1031,21 @@ impl Parser {
 
     /// Operators binding at least as tightly as `min`.
     fn binary(&mut self, min: u8) -> PResult<Expr> {
+        let outer = self.measure_start();
         let first = self.unary()?;
-        match self.infix(min) {
-            Some(_) => self.operator_chain(first, min),
-            None => Ok(first),
-        }
+        let (expr, links) = match self.infix(min) {
+            Some(_) => self.operator_chain(first, min)?,
+            None => (first, 0),
+        };
+        self.measure_end(outer, links)?;
+        Ok(expr)
     }
 
     /// Operator precedence with explicit stacks, so neither long chains nor many
     /// precedence levels recurse. Operators of one level associate to the left; `..`
-    /// does not associate at all.
-    fn operator_chain(&mut self, first: Expr, min: u8) -> PResult<Expr> {
+    /// does not associate at all. Also returns the number of operators: the tree is at
+    /// most that much deeper than its operands.
+    fn operator_chain(&mut self, first: Expr, min: u8) -> PResult<(Expr, usize)> {
         // Each pending operator with its left operand; `rhs` is the operand being built.
         let mut pending: Vec<(Expr, Infix)> = Vec::new();
         let mut rhs = first;
@@ -1041,7 +1077,7 @@ impl Parser {
         while let Some((lhs, top)) = pending.pop() {
             rhs = top.build(lhs, rhs);
         }
-        Ok(rhs)
+        Ok((rhs, count))
     }
 
     /// Prefix operators. They bind looser than `**`, so `-2 ** 2` is `-(2 ** 2)`.
@@ -1099,12 +1135,15 @@ impl Parser {
     /// Calls, indexing, fields and method calls. A `.` may start a new line (method
     /// chains); `(` and `[` on a new line start a new statement instead.
     fn postfix(&mut self) -> PResult<Expr> {
+        let outer = self.measure_start();
         let expr = self.primary()?;
-        if self.at_postfix() {
-            self.postfix_chain(expr)
+        let (expr, links) = if self.at_postfix() {
+            self.postfix_chain(expr)?
         } else {
-            Ok(expr)
-        }
+            (expr, 0)
+        };
+        self.measure_end(outer, links)?;
+        Ok(expr)
     }
 
     fn at_postfix(&self) -> bool {
@@ -1115,7 +1154,8 @@ impl Parser {
         }
     }
 
-    fn postfix_chain(&mut self, mut expr: Expr) -> PResult<Expr> {
+    /// The calls, indexes and fields after `expr`, and how many there were.
+    fn postfix_chain(&mut self, mut expr: Expr) -> PResult<(Expr, usize)> {
         let mut count = 0;
         while self.at_postfix() {
             count += 1;
@@ -1131,7 +1171,7 @@ impl Parser {
                 _ => self.field_or_method(expr)?,
             };
         }
-        Ok(expr)
+        Ok((expr, count))
     }
 
     fn call(&mut self, callee: Expr) -> PResult<Expr> {
@@ -1377,8 +1417,10 @@ impl Parser {
     }
 
     /// `if c { } else if c { } else { }`. An `else if` chain is a loop (folded from the
-    /// right afterwards), so long chains do not count as nesting.
+    /// right afterwards), so long chains do not count as nesting; their length counts
+    /// toward the height.
     fn if_expr(&mut self) -> PResult<Expr> {
+        let outer = self.measure_start();
         let first = self.if_arm()?;
         let mut else_ifs = Vec::new();
         let mut else_block = None;
@@ -1399,6 +1441,7 @@ impl Parser {
             }
             else_ifs.push(self.if_arm()?);
         }
+        self.measure_end(outer, else_ifs.len())?;
         Ok(fold_if_chain(first, else_ifs, else_block))
     }
 
@@ -2593,6 +2636,58 @@ mod tests {
             );
             assert!(errors.len() <= 3, "{open}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn chains_inside_chains_count_toward_the_height() {
+        /// `levels` chains of `links` links, each inside the first operand of the next.
+        fn nested(link: &str, links: usize, levels: usize) -> String {
+            (0..levels).fold("a".to_string(), |src, _| {
+                format!("({src}{})", link.repeat(links))
+            })
+        }
+        /// `levels` `else if` chains, each in the final `else` of the previous one.
+        fn nested_ifs(levels: usize) -> String {
+            (0..levels).fold("1".to_string(), |src, _| {
+                let arms = " else if a { 1 }".repeat(900);
+                format!("if a {{ 1 }}{arms} else {{ {src} }}")
+            })
+        }
+        fn first_error(src: String) -> Option<String> {
+            parse(&src).err().map(|e| e[0].message.clone())
+        }
+        // Each chain alone is short enough; nested four deep they are too tall. Siblings
+        // do not add up. The trees are dropped recursively: give the thread room.
+        let (refused, accepted) = std::thread::Builder::new()
+            .stack_size(16 << 20)
+            .spawn(|| {
+                let links = [" + a", ".b", "(1)", " && a"];
+                let refused: Vec<_> = links
+                    .map(|link| nested(link, 900, 4))
+                    .into_iter()
+                    .chain([nested_ifs(4)])
+                    .map(first_error)
+                    .collect();
+                let accepted: Vec<_> = [
+                    nested(" + a", 900, 2),
+                    nested_ifs(2),
+                    format!("[{}]", "a.b.c(1).d, ".repeat(5000)),
+                    format!("a.b.c{}", " + (a.b.c)".repeat(MAX_CHAIN)),
+                ]
+                .map(first_error)
+                .to_vec();
+                (refused, accepted)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            refused
+                .iter()
+                .all(|e| e.as_deref() == Some("nesting too deep")),
+            "{refused:?}"
+        );
+        assert!(accepted.iter().all(Option::is_none), "{accepted:?}");
     }
 
     #[test]

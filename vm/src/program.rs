@@ -126,6 +126,8 @@ pub struct Proto {
     pub module: ModuleId,
     pub source: Arc<SourceFile>,
     pub span: Span,
+    /// Compiled code, once a tier has produced it (shared by every task).
+    pub jit: crate::tier::CodeSlot,
 }
 
 impl Proto {

@@ -14,35 +14,60 @@ use kiln_gc::{Gc, Heap, Liveness, Trace, Tracer};
 
 use crate::program::{ModuleId, ProtoId};
 
+/// The tag byte of each [`Value`] variant (offset 0; the payload is at offset 8).
+/// Compiled code reads and writes values with these.
+pub mod tag {
+    pub const NIL: u8 = 0;
+    pub const BOOL: u8 = 1;
+    pub const INT: u8 = 2;
+    pub const FLOAT: u8 = 3;
+    pub const FUNC: u8 = 7;
+    pub const UNDEF: u8 = 16;
+}
+
 /// A script value.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, u8)]
 pub enum Value {
-    Nil,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(Gc<Str>),
-    Array(Gc<Array>),
-    Map(Gc<Map>),
-    Func(Gc<Closure>),
-    Native(Gc<Native>),
-    Struct(Gc<Instance>),
-    Type(Gc<StructType>),
-    Range(Gc<Range>),
-    Error(Gc<ErrorObj>),
-    Weak(Gc<WeakRef>),
-    Module(Gc<ModuleObj>),
+    Nil = tag::NIL,
+    Bool(bool) = tag::BOOL,
+    Int(i64) = tag::INT,
+    Float(f64) = tag::FLOAT,
+    Str(Gc<Str>) = 4,
+    Array(Gc<Array>) = 5,
+    Map(Gc<Map>) = 6,
+    Func(Gc<Closure>) = tag::FUNC,
+    Native(Gc<Native>) = 8,
+    Struct(Gc<Instance>) = 9,
+    Type(Gc<StructType>) = 10,
+    Range(Gc<Range>) = 11,
+    Error(Gc<ErrorObj>) = 12,
+    Weak(Gc<WeakRef>) = 13,
+    Module(Gc<ModuleObj>) = 14,
     /// Internal: a captured variable's box. Never visible to scripts.
-    Cell(Gc<Cell>),
+    Cell(Gc<Cell>) = 15,
     /// Internal: "no value yet" — an uninitialised module variable, a missing argument
     /// that has a default, a struct field awaiting its default. Never visible to scripts.
-    Undef,
+    Undef = tag::UNDEF,
 }
 
 const _: () = assert!(std::mem::size_of::<Value>() == 16);
 
 impl Value {
+    /// The tag byte of immediate values and functions (compiled code's view); 255 for
+    /// the other kinds, which compiled code does not distinguish.
+    pub fn tag(self) -> u8 {
+        match self {
+            Value::Nil => tag::NIL,
+            Value::Bool(_) => tag::BOOL,
+            Value::Int(_) => tag::INT,
+            Value::Float(_) => tag::FLOAT,
+            Value::Func(_) => tag::FUNC,
+            Value::Undef => tag::UNDEF,
+            _ => u8::MAX,
+        }
+    }
+
     #[inline]
     pub fn truthy(self) -> bool {
         !matches!(self, Value::Nil | Value::Bool(false))

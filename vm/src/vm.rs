@@ -64,6 +64,8 @@ pub struct Settings {
     pub capabilities: Capabilities,
     /// What `os.args()` returns.
     pub args: Vec<String>,
+    /// Compiled code: when to ask for it and who compiles it.
+    pub tier: crate::tier::TierConfig,
 }
 
 impl Default for Settings {
@@ -73,6 +75,7 @@ impl Default for Settings {
             max_depth: 10_000,
             capabilities: Capabilities::all(),
             args: Vec::new(),
+            tier: Default::default(),
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct Vm {
     pub output: Output,
     /// The trace where a non-Error value was thrown (Error values carry their own).
     pub(crate) throw_trace: Option<Arc<[TraceEntry]>>,
+    /// Calls plus back-edges per proto, for tier-up.
+    pub(crate) hotness: Vec<u32>,
     /// State of `math.random`.
     pub rng: u64,
     /// Start of the process clock (`clock()`, `time.monotonic()`).
@@ -145,6 +150,7 @@ impl Vm {
             settings,
             output,
             throw_trace: None,
+            hotness: Vec::new(),
             rng: 0x853c_49e6_748f_ea9b,
             epoch: std::time::Instant::now(),
         };

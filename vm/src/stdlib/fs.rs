@@ -2,9 +2,11 @@
 //! directory. Failures are catchable errors naming the operation, the path and the
 //! operating system's reason.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
-use crate::builtins::{str_array, Args};
+use crate::builtins::{str_array, Args, MAX_STRING_BYTES};
 use crate::error::Fault;
 use crate::fault;
 use crate::stdlib::Member;
@@ -18,9 +20,22 @@ pub(super) const MEMBERS: &[(&str, Member)] = &[
     ("exists", Member::Fn(exists)),
 ];
 
-/// The file at `path` as text, or the `fs.<op>: cannot read "path": reason` error.
+/// The file at `path` as text, or the `fs.<op>: cannot read "path": reason` error. Reads
+/// at most one byte past the string limit, so an endless file (`/dev/zero`) is an error
+/// rather than all of memory.
 fn read_text(op: &str, path: &str) -> Result<String, Fault> {
-    std::fs::read_to_string(path).map_err(|e| fault!("fs.{op}: cannot read \"{path}\": {e}"))
+    let fail = |reason: &dyn std::fmt::Display| fault!("fs.{op}: cannot read \"{path}\": {reason}");
+    let mut text = String::new();
+    File::open(path)
+        .and_then(|f| {
+            f.take(MAX_STRING_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(|e| fail(&e))?;
+    if text.len() > MAX_STRING_BYTES {
+        return Err(fail(&"larger than 1 GiB"));
+    }
+    Ok(text)
 }
 
 fn read(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {

@@ -419,7 +419,7 @@ impl<'h> Encoder<'h> {
             Value::Float(f) => {
                 return Err(fault!("json.stringify: cannot encode {}", format_float(f)))
             }
-            Value::Str(s) => quote_json(&mut self.out, &s.get(heap).text),
+            Value::Str(s) => self.string(&s.get(heap).text)?,
             Value::Array(a) => {
                 let items = &a.get(heap).items;
                 self.container(v, ('[', ']'), items.len(), |e, i| e.value(items[i]))?;
@@ -450,9 +450,19 @@ impl<'h> Encoder<'h> {
         Ok(())
     }
 
+    /// A quoted string, refused once the output passes [`MAX_STRING_BYTES`] (escapes can
+    /// make it several times as long as the text).
+    fn string(&mut self, text: &str) -> Result<(), Fault> {
+        if quote_json(&mut self.out, text, MAX_STRING_BYTES) {
+            Ok(())
+        } else {
+            Err(too_large())
+        }
+    }
+
     /// An object member: its quoted name, a colon, its value.
     fn member(&mut self, name: &str, v: Value) -> Result<(), Fault> {
-        quote_json(&mut self.out, name);
+        self.string(name)?;
         self.out
             .push_str(if self.indent.is_some() { ": " } else { ":" });
         self.value(v)
@@ -480,7 +490,7 @@ impl<'h> Encoder<'h> {
         self.out.push(open);
         for i in 0..n {
             if self.out.len() > MAX_STRING_BYTES {
-                return Err(fault!("json.stringify: string too large"));
+                return Err(too_large());
             }
             if i > 0 {
                 self.out.push(',');
@@ -517,11 +527,19 @@ fn key_text(heap: &Heap, k: Value) -> String {
     }
 }
 
+fn too_large() -> Fault {
+    fault!("json.stringify: string too large")
+}
+
 /// Appends `s` as a JSON string literal. Non-ASCII characters stay as they are (UTF-8
-/// output); control characters are escaped.
-fn quote_json(out: &mut String, s: &str) {
+/// output); control characters are escaped. Stops (false) once `out` is longer than
+/// `limit`.
+fn quote_json(out: &mut String, s: &str, limit: usize) -> bool {
     out.push('"');
     for c in s.chars() {
+        if out.len() > limit {
+            return false;
+        }
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -535,6 +553,7 @@ fn quote_json(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+    true
 }
 
 #[cfg(test)]
@@ -637,9 +656,13 @@ mod tests {
     #[test]
     fn quotes_like_json() {
         let mut out = String::new();
-        quote_json(&mut out, "a\"b\\c\nd\u{1}é😀\u{8}");
+        assert!(quote_json(&mut out, "a\"b\\c\nd\u{1}é😀\u{8}", usize::MAX));
         assert_eq!(out, r#""a\"b\\c\nd\u0001é😀\b""#);
         assert_eq!(parsed(&out), Json::Str("a\"b\\c\nd\u{1}é😀\u{8}".into()));
+        // Each control character takes six bytes: the limit stops the growth early.
+        let mut out = String::new();
+        assert!(!quote_json(&mut out, &"\u{1}".repeat(1000), 100));
+        assert!(out.len() <= 106, "{}", out.len());
     }
 
     /// `src` parsed into heap values and written back compactly.

@@ -1,0 +1,131 @@
+//! The contract between generated code and Rust: the signature of compiled functions,
+//! the context they share, and the layouts they read in place.
+//!
+//! A compiled proto is one machine function
+//!
+//! ```text
+//! extern "C" fn(ctx: *mut JitCtx, regs: *mut Value, closure: u64, module: u64,
+//!               module_vars: *mut Value, entry_pc: u32) -> u32
+//! ```
+//!
+//! `regs` is the frame's register window (`regs[-1]` is the callee slot, which receives
+//! the return value). `closure` and `module` are the payloads of the frame's closure and
+//! module values. It returns [`RETURNED`] or [`EXITED`]; on an exit `ctx.exit_pc` says
+//! where the innermost stopped frame resumes, and `ctx.shadow[..ctx.shadow_len]` lists
+//! the compiled calls that were in progress, outermost first.
+
+use std::mem::offset_of;
+
+use kiln_vm::value::{tag, Closure, ModuleObj, Value};
+
+/// The function returned; its value is in `regs[-1]`.
+pub const RETURNED: u32 = 0;
+/// The function stopped; the interpreter resumes (see the module docs).
+pub const EXITED: u32 = 1;
+
+/// State shared by every compiled frame of one entry from the interpreter.
+#[repr(C)]
+pub struct JitCtx {
+    /// One past the last register slot that compiled calls may use.
+    pub stack_end: *mut Value,
+    /// Compiled calls that may still be made before the frame limit.
+    pub depth_left: u64,
+    /// Where the innermost stopped frame resumes.
+    pub exit_pc: u64,
+    /// Calls in progress, outermost first (capacity: the initial `depth_left`).
+    pub shadow: *mut Shadow,
+    pub shadow_len: u64,
+    /// Per proto: the compiled entry point, or 0.
+    pub code: *const u64,
+    /// Per proto: the parameter count if a call with exactly that many arguments needs
+    /// no interpreter help (no defaults, no rest parameter); 255 otherwise.
+    pub arity: *const u8,
+    /// Per proto: registers its frame uses.
+    pub max_regs: *const u16,
+}
+
+/// One compiled call in progress.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Shadow {
+    /// Where the caller resumes (the instruction after its `Call`).
+    pub resume_pc: u64,
+    /// The callee's register window.
+    pub regs: *mut Value,
+    /// The callee value (a `Value::Func`), copied bit for bit.
+    pub closure: Value,
+}
+
+pub const VALUE_SIZE: i32 = std::mem::size_of::<Value>() as i32;
+/// Offset of the payload in a `Value` (the tag is the first byte).
+pub const PAYLOAD: i32 = 8;
+
+pub const TAG_NIL: i64 = tag::NIL as i64;
+pub const TAG_BOOL: i64 = tag::BOOL as i64;
+pub const TAG_INT: i64 = tag::INT as i64;
+pub const TAG_FLOAT: i64 = tag::FLOAT as i64;
+pub const TAG_FUNC: i64 = tag::FUNC as i64;
+pub const TAG_UNDEF: i64 = tag::UNDEF as i64;
+
+/// Where a closure's proto id is, from the closure handle's address.
+pub const CLOSURE_PROTO: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Closure, proto)) as i32;
+/// Where a closure's module handle is, from the closure handle's address.
+pub const CLOSURE_MODULE: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Closure, module)) as i32;
+
+pub const CTX_STACK_END: i32 = offset_of!(JitCtx, stack_end) as i32;
+pub const CTX_DEPTH_LEFT: i32 = offset_of!(JitCtx, depth_left) as i32;
+pub const CTX_EXIT_PC: i32 = offset_of!(JitCtx, exit_pc) as i32;
+pub const CTX_SHADOW: i32 = offset_of!(JitCtx, shadow) as i32;
+pub const CTX_SHADOW_LEN: i32 = offset_of!(JitCtx, shadow_len) as i32;
+pub const CTX_CODE: i32 = offset_of!(JitCtx, code) as i32;
+pub const CTX_ARITY: i32 = offset_of!(JitCtx, arity) as i32;
+pub const CTX_MAX_REGS: i32 = offset_of!(JitCtx, max_regs) as i32;
+
+pub const SHADOW_SIZE: i64 = std::mem::size_of::<Shadow>() as i64;
+pub const SHADOW_RESUME: i32 = offset_of!(Shadow, resume_pc) as i32;
+pub const SHADOW_REGS: i32 = offset_of!(Shadow, regs) as i32;
+pub const SHADOW_CLOSURE: i32 = offset_of!(Shadow, closure) as i32;
+
+/// Returns the variables of a module (a `Value::Module` payload) for compiled code that
+/// calls into another module's function.
+///
+/// # Safety
+/// `module` must be the address of a live `ModuleObj` cell (the payload of a
+/// `Value::Module` or a closure's module handle), with no Rust reference to it alive.
+pub unsafe extern "C" fn module_vars(module: u64) -> *mut Value {
+    let obj = (module as usize + kiln_gc::PAYLOAD_OFFSET) as *mut ModuleObj;
+    // SAFETY: the caller guarantees `module` is a live module cell, whose object starts
+    // PAYLOAD_OFFSET bytes in; we only take the address of its variables' buffer.
+    unsafe { (*obj).vars.as_mut_ptr() }
+}
+
+/// `a % b` for floats with the divisor's sign (Cranelift has no `fmod`).
+pub extern "C" fn float_mod(a: f64, b: f64) -> f64 {
+    kiln_vm::ops::float_mod(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tags compiled code writes must be the ones Rust reads. Values are built by
+    /// Rust here and their first byte inspected.
+    #[test]
+    fn value_layout_matches_the_constants() {
+        fn bytes(v: Value) -> [u8; 16] {
+            // SAFETY: Value is 16 bytes, Copy, and every byte pattern of a [u8; 16] is
+            // valid; we only read the representation.
+            unsafe { std::mem::transmute::<Value, [u8; 16]>(v) }
+        }
+        assert_eq!(bytes(Value::Nil)[0] as i64, TAG_NIL);
+        assert_eq!(bytes(Value::Bool(true))[0] as i64, TAG_BOOL);
+        assert_eq!(bytes(Value::Bool(true))[PAYLOAD as usize], 1);
+        let i = bytes(Value::Int(-5));
+        assert_eq!(i[0] as i64, TAG_INT);
+        assert_eq!(i64::from_le_bytes(i[8..].try_into().unwrap()), -5);
+        let f = bytes(Value::Float(1.5));
+        assert_eq!(f[0] as i64, TAG_FLOAT);
+        assert_eq!(f64::from_le_bytes(f[8..].try_into().unwrap()), 1.5);
+        assert_eq!(bytes(Value::Undef)[0] as i64, TAG_UNDEF);
+    }
+}

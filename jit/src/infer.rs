@@ -1,0 +1,492 @@
+//! What the compiler knows before it emits code: the control flow of a proto, which
+//! registers are live where, and which type each register has at each instruction.
+//!
+//! A register is either *typed* (int, float, bool or nil, held unboxed in machine
+//! registers) or in *memory* (its `Value` in the frame's window, type unknown). Types
+//! come from the instructions that write registers and from guards at the point of use:
+//! reading a memory register as a number checks its tag (a failed check is a side exit)
+//! and the register is typed from then on. Where paths with different types meet, the
+//! register goes to memory. Instructions the compiler does not handle end their path
+//! with a side exit, so the interpreter runs them.
+
+use kiln_vm::bytecode::{opc, Instr};
+use kiln_vm::program::{Constant, Proto, TypeKind};
+
+/// What the compiler knows about one register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    /// Not written on any path here (a dead temporary).
+    Unset,
+    Nil,
+    Bool,
+    Int,
+    Float,
+    /// In the window, type unknown.
+    Mem,
+}
+
+impl Ty {
+    pub fn join(self, other: Ty) -> Ty {
+        match (self, other) {
+            (Ty::Unset, t) | (t, Ty::Unset) => t,
+            (a, b) if a == b => a,
+            _ => Ty::Mem,
+        }
+    }
+
+    pub fn is_typed(self) -> bool {
+        !matches!(self, Ty::Unset | Ty::Mem)
+    }
+
+    fn is_number(self) -> bool {
+        matches!(self, Ty::Int | Ty::Float)
+    }
+}
+
+/// Where control goes after an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Next,
+    Jump(usize),
+    /// A test: `taken` when the condition holds, else `skip` (past the paired jump).
+    Branch {
+        taken: usize,
+        skip: usize,
+    },
+    Return,
+    /// The compiler does not handle this instruction: a side exit to the interpreter.
+    Exit,
+}
+
+/// The type of `K[i]` when it is a number.
+pub fn const_ty(proto: &Proto, i: usize) -> Option<Ty> {
+    match proto.consts.get(i)? {
+        Constant::Int(_) => Some(Ty::Int),
+        Constant::Float(_) => Some(Ty::Float),
+        Constant::Str(_) => None,
+    }
+}
+
+/// Observed types of the parameters (from the interpreter's tags) as guesses.
+pub fn hints_from_tags(tags: &[u8]) -> Vec<Ty> {
+    tags.iter()
+        .map(|&t| match t {
+            kiln_vm::value::tag::INT => Ty::Int,
+            kiln_vm::value::tag::FLOAT => Ty::Float,
+            kiln_vm::value::tag::BOOL => Ty::Bool,
+            kiln_vm::value::tag::NIL => Ty::Nil,
+            _ => Ty::Unset,
+        })
+        .collect()
+}
+
+/// The type a memory register is guessed to have: what was observed for it, else its
+/// partner's number type, else int.
+fn guess(t: Ty, hint: Ty, partner: Ty) -> Ty {
+    match t {
+        Ty::Mem if hint.is_number() => hint,
+        Ty::Mem if partner.is_number() => partner,
+        Ty::Mem => Ty::Int,
+        t => t,
+    }
+}
+
+/// The operand types two numeric operands (registers `ra`, `rb`; `rb` may be a
+/// constant, with no hint) take after their guards.
+pub fn guess_numbers(a: Ty, b: Ty, ha: Ty, hb: Ty) -> Option<(Ty, Ty)> {
+    let ga = guess(a, ha, if b == Ty::Mem { hb } else { b });
+    let gb = guess(b, hb, ga);
+    (ga.is_number() && gb.is_number()).then_some((ga, gb))
+}
+
+/// Result type of an arithmetic opcode on guarded operands.
+pub fn arith_result(op: u8, a: Ty, b: Ty) -> Ty {
+    match op {
+        opc::Div | opc::DivK => Ty::Float,
+        _ if a == Ty::Int && b == Ty::Int => Ty::Int,
+        _ => Ty::Float,
+    }
+}
+
+/// The annotation kinds `CheckType` is compiled for, as the type a value must have.
+pub fn check_ty(kind: &TypeKind) -> Option<Ty> {
+    match kind {
+        TypeKind::Int => Some(Ty::Int),
+        TypeKind::Bool => Some(Ty::Bool),
+        _ => None,
+    }
+}
+
+fn jump_target(pc: usize, offset: isize) -> usize {
+    (pc as isize + 1 + offset) as usize
+}
+
+/// Applies instruction `pc` to `st` (register types before it; after it on return) and
+/// says where control goes. This is the single description of what compiles: the
+/// translator follows it exactly.
+pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
+    let ins = proto.code[pc];
+    let (a, b, c) = (ins.a(), ins.b(), ins.c());
+    let hint = |r: usize| hints.get(r).copied().unwrap_or(Ty::Unset);
+    match ins.op_byte() {
+        opc::Move => st[a] = st[b],
+        opc::LoadK => match const_ty(proto, ins.bx()) {
+            Some(t) => st[a] = t,
+            None => return Flow::Exit,
+        },
+        opc::LoadI => st[a] = Ty::Int,
+        opc::LoadNil => {
+            st[a..=a + b].fill(Ty::Nil);
+        }
+        opc::LoadTrue | opc::LoadFalse => st[a] = Ty::Bool,
+        opc::GetModule => st[a] = Ty::Mem,
+        opc::SetModule => {}
+        opc::Add | opc::Sub | opc::Mul | opc::Div | opc::IDiv | opc::Mod => {
+            let Some((x, y)) = guess_numbers(st[b], st[c], hint(b), hint(c)) else {
+                return Flow::Exit;
+            };
+            (st[b], st[c]) = (x, y);
+            st[a] = arith_result(ins.op_byte(), x, y);
+        }
+        opc::AddK | opc::SubK | opc::MulK | opc::DivK | opc::IDivK | opc::ModK => {
+            let Some(k) = const_ty(proto, c) else {
+                return Flow::Exit;
+            };
+            let Some((x, y)) = guess_numbers(st[b], k, hint(b), Ty::Unset) else {
+                return Flow::Exit;
+            };
+            st[b] = x;
+            st[a] = arith_result(ins.op_byte(), x, y);
+        }
+        opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
+            if !matches!(st[b], Ty::Int | Ty::Mem) || !matches!(st[c], Ty::Int | Ty::Mem) {
+                return Flow::Exit;
+            }
+            (st[b], st[c], st[a]) = (Ty::Int, Ty::Int, Ty::Int);
+        }
+        opc::Unm => {
+            let t = guess(st[b], hint(b), Ty::Unset);
+            if !t.is_number() {
+                return Flow::Exit;
+            }
+            (st[b], st[a]) = (t, t);
+        }
+        opc::BNot => {
+            if !matches!(st[b], Ty::Int | Ty::Mem) {
+                return Flow::Exit;
+            }
+            (st[b], st[a]) = (Ty::Int, Ty::Int);
+        }
+        opc::Not => st[a] = Ty::Bool,
+        opc::Eq | opc::Ne | opc::Lt | opc::Le | opc::Gt | opc::Ge => {
+            // Int/float comparisons are exact in the interpreter; compiled code only
+            // compares numbers of one type.
+            let Some((x, y)) =
+                guess_numbers(st[b], st[c], hint(b), hint(c)).filter(|(x, y)| x == y)
+            else {
+                return Flow::Exit;
+            };
+            (st[b], st[c], st[a]) = (x, y, Ty::Bool);
+        }
+        opc::Jmp => return Flow::Jump(jump_target(pc, ins.sj())),
+        opc::Test => {
+            return branch(proto, pc);
+        }
+        opc::TestEq | opc::TestLt | opc::TestLe | opc::TestGt | opc::TestGe => {
+            let Some((x, y)) =
+                guess_numbers(st[a], st[b], hint(a), hint(b)).filter(|(x, y)| x == y)
+            else {
+                return Flow::Exit;
+            };
+            (st[a], st[b]) = (x, y);
+            return branch(proto, pc);
+        }
+        opc::ForPrep => {
+            if st[a..a + 3].iter().any(|t| !matches!(t, Ty::Int | Ty::Mem)) {
+                return Flow::Exit;
+            }
+            st[a..a + 4].fill(Ty::Int);
+            return Flow::Branch {
+                taken: jump_target(pc, ins.sbx()),
+                skip: pc + 1,
+            };
+        }
+        opc::ForLoop => {
+            return Flow::Branch {
+                taken: jump_target(pc, ins.sbx()),
+                skip: pc + 1,
+            };
+        }
+        opc::DefaultArg => {
+            return Flow::Branch {
+                taken: jump_target(pc, ins.sbx()),
+                skip: pc + 1,
+            };
+        }
+        opc::CheckType => {
+            let check = &proto.type_checks[ins.bx()];
+            if check.ann.nilable {
+                return Flow::Exit;
+            }
+            let Some(t) = check_ty(&check.ann.kind) else {
+                return Flow::Exit;
+            };
+            if st[a] != Ty::Mem && st[a] != t {
+                return Flow::Exit;
+            }
+            st[a] = t;
+        }
+        opc::Call => {
+            st[a] = Ty::Mem;
+            for r in st.iter_mut().skip(a + 1) {
+                *r = Ty::Unset;
+            }
+        }
+        opc::Return => return Flow::Return,
+        _ => return Flow::Exit,
+    }
+    Flow::Next
+}
+
+/// A test and its paired jump.
+fn branch(proto: &Proto, pc: usize) -> Flow {
+    match proto.code.get(pc + 1) {
+        Some(j) if j.op_byte() == opc::Jmp => Flow::Branch {
+            taken: jump_target(pc + 1, j.sj()),
+            skip: pc + 2,
+        },
+        _ => Flow::Exit,
+    }
+}
+
+/// Successors of `pc` given its flow.
+pub fn successors(pc: usize, flow: Flow) -> Vec<usize> {
+    match flow {
+        Flow::Next => vec![pc + 1],
+        Flow::Jump(t) => vec![t],
+        Flow::Branch { taken, skip } => vec![taken, skip],
+        Flow::Return | Flow::Exit => Vec::new(),
+    }
+}
+
+/// The facts about one proto.
+pub struct Analysis {
+    /// Register types before each instruction (`None`: unreachable).
+    pub types: Vec<Option<Vec<Ty>>>,
+    /// Registers live before each instruction.
+    pub live: Vec<Vec<bool>>,
+    /// Instructions that start a basic block.
+    pub leaders: Vec<bool>,
+    /// Loop headers: targets of backward jumps, where the interpreter may enter.
+    pub headers: Vec<usize>,
+    /// The observed types the guesses used.
+    pub hints: Vec<Ty>,
+}
+
+/// Analyses `proto`: types from the function entry, liveness, blocks and loop headers.
+/// `hints` are observed types of the first registers (the parameters).
+pub fn analyse(proto: &Proto, hints: &[Ty]) -> Analysis {
+    let n = proto.code.len();
+    let regs = proto.max_regs as usize;
+    let mut types: Vec<Option<Vec<Ty>>> = vec![None; n];
+    let mut entry = vec![Ty::Unset; regs];
+    for t in entry
+        .iter_mut()
+        .take(proto.nparams as usize + proto.has_rest as usize)
+    {
+        *t = Ty::Mem;
+    }
+    types[0] = Some(entry);
+    let mut work = vec![0usize];
+    let mut flows = vec![Flow::Exit; n];
+    while let Some(pc) = work.pop() {
+        let mut st = types[pc].clone().expect("queued pcs have a state");
+        let flow = transfer(proto, pc, &mut st, hints);
+        flows[pc] = flow;
+        for s in successors(pc, flow) {
+            if s >= n {
+                continue;
+            }
+            let changed = match &mut types[s] {
+                Some(old) => {
+                    let mut changed = false;
+                    for (o, t) in old.iter_mut().zip(&st) {
+                        let j = o.join(*t);
+                        changed |= j != *o;
+                        *o = j;
+                    }
+                    changed
+                }
+                None => {
+                    types[s] = Some(st.clone());
+                    true
+                }
+            };
+            if changed {
+                work.push(s);
+            }
+        }
+    }
+    let mut leaders = vec![false; n + 1];
+    leaders[0] = true;
+    let mut headers = Vec::new();
+    for pc in 0..n {
+        if types[pc].is_none() {
+            continue;
+        }
+        let succ = successors(pc, flows[pc]);
+        if !matches!(flows[pc], Flow::Next) {
+            leaders[pc + 1] = true;
+        }
+        for s in succ {
+            if s != pc + 1 || !matches!(flows[pc], Flow::Next) {
+                leaders[s.min(n)] = true;
+            }
+            if s <= pc && !headers.contains(&s) {
+                headers.push(s);
+            }
+        }
+    }
+    let live = liveness(proto, &types, &flows);
+    Analysis {
+        types,
+        live,
+        leaders,
+        headers,
+        hints: hints.to_vec(),
+    }
+}
+
+/// Backward liveness. An exit makes every register live (the interpreter may read any).
+fn liveness(proto: &Proto, types: &[Option<Vec<Ty>>], flows: &[Flow]) -> Vec<Vec<bool>> {
+    let n = proto.code.len();
+    let regs = proto.max_regs as usize;
+    let mut live = vec![vec![false; regs]; n];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for pc in (0..n).rev() {
+            if types[pc].is_none() {
+                continue;
+            }
+            let mut out = vec![false; regs];
+            if flows[pc] == Flow::Exit {
+                out = vec![true; regs];
+            }
+            for s in successors(pc, flows[pc]) {
+                if s < n {
+                    for (o, l) in out.iter_mut().zip(&live[s]) {
+                        *o |= *l;
+                    }
+                }
+            }
+            let (reads, writes) = reads_writes(proto.code[pc], regs);
+            for w in writes {
+                out[w] = false;
+            }
+            for r in reads {
+                out[r] = true;
+            }
+            if out != live[pc] {
+                live[pc] = out;
+                changed = true;
+            }
+        }
+    }
+    live
+}
+
+/// Registers an instruction reads and writes (only for instructions that compile; an
+/// exit is handled by its caller).
+fn reads_writes(ins: Instr, regs: usize) -> (Vec<usize>, Vec<usize>) {
+    let (a, b, c) = (ins.a(), ins.b(), ins.c());
+    let all_from = |r: usize| (r..regs).collect::<Vec<_>>();
+    match ins.op_byte() {
+        opc::Move | opc::Unm | opc::Not | opc::BNot => (vec![b], vec![a]),
+        opc::LoadK | opc::LoadI | opc::LoadTrue | opc::LoadFalse | opc::GetModule => {
+            (vec![], vec![a])
+        }
+        opc::LoadNil => (vec![], (a..=a + b).collect()),
+        opc::SetModule | opc::Test | opc::DefaultArg | opc::Return => (vec![a], vec![]),
+        opc::Add
+        | opc::Sub
+        | opc::Mul
+        | opc::Div
+        | opc::IDiv
+        | opc::Mod
+        | opc::BAnd
+        | opc::BOr
+        | opc::BXor
+        | opc::Shl
+        | opc::Shr
+        | opc::Eq
+        | opc::Ne
+        | opc::Lt
+        | opc::Le
+        | opc::Gt
+        | opc::Ge => (vec![b, c], vec![a]),
+        opc::AddK | opc::SubK | opc::MulK | opc::DivK | opc::IDivK | opc::ModK => {
+            (vec![b], vec![a])
+        }
+        opc::TestEq | opc::TestLt | opc::TestLe | opc::TestGt | opc::TestGe => (vec![a, b], vec![]),
+        opc::ForPrep => ((a..a + 3).collect(), vec![a + 3]),
+        opc::ForLoop => ((a..a + 3).collect(), vec![a, a + 3]),
+        opc::CheckType => (vec![a], vec![a]),
+        // The callee and its arguments are read; everything from the call slot up is
+        // clobbered by the callee's frame.
+        opc::Call => ((a..=a + b).collect(), all_from(a)),
+        _ => (vec![], vec![]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_keep_equal_types_and_spill_others() {
+        assert_eq!(Ty::Int.join(Ty::Int), Ty::Int);
+        assert_eq!(Ty::Int.join(Ty::Unset), Ty::Int);
+        assert_eq!(Ty::Int.join(Ty::Float), Ty::Mem);
+        assert_eq!(Ty::Mem.join(Ty::Int), Ty::Mem);
+    }
+
+    #[test]
+    fn memory_operands_are_guessed_from_their_partner() {
+        let u = Ty::Unset;
+        assert_eq!(
+            guess_numbers(Ty::Mem, Ty::Float, u, u),
+            Some((Ty::Float, Ty::Float))
+        );
+        assert_eq!(
+            guess_numbers(Ty::Mem, Ty::Mem, u, u),
+            Some((Ty::Int, Ty::Int))
+        );
+        assert_eq!(
+            guess_numbers(Ty::Float, Ty::Mem, u, Ty::Int),
+            Some((Ty::Float, Ty::Int))
+        );
+        assert_eq!(guess_numbers(Ty::Nil, Ty::Int, u, u), None);
+        assert_eq!(arith_result(opc::Add, Ty::Int, Ty::Float), Ty::Float);
+        assert_eq!(arith_result(opc::Div, Ty::Int, Ty::Int), Ty::Float);
+    }
+}
+
+#[cfg(test)]
+mod loop_tests {
+    use super::*;
+
+    fn compile(src: &str) -> kiln_vm::Program {
+        kiln_vm::compile("t.kn", src, &kiln_vm::Capabilities::all())
+            .expect("compiles")
+            .0
+    }
+
+    #[test]
+    fn loops_have_headers() {
+        let p = compile("fn f(n) { let s = 0\n for i in 0..n { s += i }\n let j = 0\n while j < n { j += 1 }\n s }");
+        let proto = p.protos.iter().find(|p| &*p.name == "f").unwrap();
+        let an = analyse(proto, &[]);
+        assert_eq!(an.headers.len(), 2, "{:?}", an.headers);
+    }
+}

@@ -1,0 +1,454 @@
+//! kiln-jit: tier 2. Hot protos are compiled to machine code with Cranelift on a
+//! background thread; the interpreter enters the code at calls and loop headers.
+//!
+//! - [`infer`]: control flow, liveness and register types of a proto.
+//! - [`translate`]: bytecode to Cranelift IR, with guards and side exits.
+//! - [`abi`]: the signature, context and layouts shared with generated code.
+//! - [`params`]: every tuning number.
+//!
+//! **Invariant:** the JIT never changes a program's result. Anything it does not handle
+//! is a side exit to the interpreter, and a compile failure just leaves the proto to
+//! the interpreter. **Invariant:** generated code never allocates and never calls back
+//! into script code, so no collection can run while it runs.
+
+pub mod abi;
+pub mod infer;
+pub mod params;
+pub mod translate;
+
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cranelift_codegen::ir::types::{I32, I64};
+use cranelift_codegen::ir::{AbiParam, Signature, UserFuncName};
+use cranelift_codegen::isa::CallConv;
+use cranelift_codegen::settings::Configurable;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use crossbeam_channel::{Receiver, Sender};
+use kiln_vm::program::{Program, ProtoId};
+use kiln_vm::tier::{CompiledCode, Materialize, Tier, TierExit};
+use kiln_vm::value::Value;
+use kiln_vm::vm::Vm;
+use parking_lot::Mutex;
+
+use crate::abi::{JitCtx, Shadow, EXITED, RETURNED};
+
+/// What the tier prints and keeps.
+#[derive(Clone, Debug, Default)]
+pub struct JitOptions {
+    /// One line per compile, refusal and blacklisting on stderr.
+    pub verbose: bool,
+    /// Print the Cranelift IR of every compiled proto on stderr.
+    pub dump_clif: bool,
+}
+
+/// Per-program tables compiled calls read: entry point, simple arity, register count.
+struct Tables {
+    code: Box<[AtomicU64]>,
+    arity: Box<[AtomicU8]>,
+    max_regs: Box<[AtomicU16]>,
+}
+
+impl Tables {
+    fn new() -> Tables {
+        let n = params::MAX_PROTOS;
+        Tables {
+            code: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            arity: (0..n).map(|_| AtomicU8::new(u8::MAX)).collect(),
+            max_regs: (0..n).map(|_| AtomicU16::new(0)).collect(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    compiled: AtomicU32,
+    refused: AtomicU32,
+    compile_us: AtomicU64,
+    exits: AtomicU64,
+    blacklisted: AtomicU32,
+}
+
+struct Request {
+    program: Arc<Program>,
+    proto: ProtoId,
+    params: Vec<u8>,
+    done: Option<Sender<()>>,
+}
+
+/// The Cranelift tier.
+pub struct CraneliftTier {
+    queue: Mutex<Option<Sender<Request>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+impl CraneliftTier {
+    pub fn new(options: JitOptions) -> CraneliftTier {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("kiln-jit".into())
+            .spawn(move || compile_loop(rx, options, c))
+            .ok();
+        CraneliftTier {
+            queue: Mutex::new(thread.as_ref().map(|_| tx)),
+            thread: Mutex::new(thread),
+            counters,
+        }
+    }
+}
+
+impl Drop for CraneliftTier {
+    fn drop(&mut self) {
+        self.queue.lock().take();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Tier for CraneliftTier {
+    fn request(&self, program: &Arc<Program>, proto: ProtoId, params: &[u8], wait: bool) {
+        let Some(queue) = self.queue.lock().clone() else {
+            return;
+        };
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let req = Request {
+            program: program.clone(),
+            proto,
+            params: params.to_vec(),
+            done: wait.then_some(done_tx),
+        };
+        if queue.send(req).is_ok() && wait {
+            let _ = done_rx.recv();
+        }
+    }
+
+    fn stats(&self) -> String {
+        let c = &self.counters;
+        format!(
+            "jit: {} compiled ({} µs), {} refused, {} left to the interpreter, {} side exits",
+            c.compiled.load(Ordering::Relaxed),
+            c.compile_us.load(Ordering::Relaxed),
+            c.refused.load(Ordering::Relaxed),
+            c.blacklisted.load(Ordering::Relaxed),
+            c.exits.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The compiler thread: owns the Cranelift module (its code lives as long as the tier).
+fn compile_loop(rx: Receiver<Request>, options: JitOptions, counters: Arc<Counters>) {
+    let Some(mut jit) = Jit::new(options, counters) else {
+        // No JIT on this host: leave everything to the interpreter.
+        for req in rx {
+            drop(req.done);
+        }
+        return;
+    };
+    for req in rx {
+        jit.compile(&req.program, req.proto, &req.params);
+        drop(req.done);
+    }
+}
+
+struct Jit {
+    module: JITModule,
+    fctx: FunctionBuilderContext,
+    options: JitOptions,
+    counters: Arc<Counters>,
+    tables: Arc<Tables>,
+    /// The program the tables describe (compiled calls only reach its protos).
+    program: Option<*const Program>,
+    proto_sig: Signature,
+    module_vars: cranelift_module::FuncId,
+    float_mod: cranelift_module::FuncId,
+}
+
+impl Jit {
+    fn new(options: JitOptions, counters: Arc<Counters>) -> Option<Jit> {
+        let mut flags = cranelift_codegen::settings::builder();
+        flags.set("opt_level", "speed").ok()?;
+        flags.set("unwind_info", "false").ok()?;
+        let isa = cranelift_native::builder()
+            .ok()?
+            .finish(cranelift_codegen::settings::Flags::new(flags))
+            .ok()?;
+        let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+        builder.symbol("kiln_module_vars", abi::module_vars as *const u8);
+        builder.symbol("kiln_float_mod", abi::float_mod as *const u8);
+        let mut module = JITModule::new(builder);
+        let cc = module.isa().default_call_conv();
+        let proto_sig = proto_signature(cc);
+        let mut mv = Signature::new(cc);
+        mv.params.push(AbiParam::new(I64));
+        mv.returns.push(AbiParam::new(I64));
+        let module_vars = module
+            .declare_function("kiln_module_vars", Linkage::Import, &mv)
+            .ok()?;
+        let mut fm = Signature::new(cc);
+        fm.params
+            .push(AbiParam::new(cranelift_codegen::ir::types::F64));
+        fm.params
+            .push(AbiParam::new(cranelift_codegen::ir::types::F64));
+        fm.returns
+            .push(AbiParam::new(cranelift_codegen::ir::types::F64));
+        let float_mod = module
+            .declare_function("kiln_float_mod", Linkage::Import, &fm)
+            .ok()?;
+        Some(Jit {
+            module,
+            fctx: FunctionBuilderContext::new(),
+            options,
+            counters,
+            tables: Arc::new(Tables::new()),
+            program: None,
+            proto_sig,
+            module_vars,
+            float_mod,
+        })
+    }
+
+    fn refuse(&self, program: &Program, id: ProtoId, why: &str) {
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        if self.options.verbose {
+            let p = program.proto(id);
+            let (line, _) = p.source.line_col(p.span.start);
+            eprintln!("jit: refused {} ({}:{line}): {why}", p.name, p.source.name);
+        }
+    }
+
+    fn compile(&mut self, program: &Arc<Program>, id: ProtoId, params: &[u8]) {
+        let proto = program.proto(id);
+        if id.0 as usize >= params::MAX_PROTOS {
+            return self.refuse(program, id, "too many protos in the program");
+        }
+        if proto.code.len() > params::MAX_BYTECODE {
+            return self.refuse(program, id, "bytecode too long");
+        }
+        // The tables serve one program; a second program (an embedder's) gets its own
+        // tier.
+        let this = Arc::as_ptr(program);
+        match self.program {
+            None => self.program = Some(this),
+            Some(p) if p == this => {}
+            Some(_) => return self.refuse(program, id, "the tier already serves another program"),
+        }
+        let started = Instant::now();
+        let an = infer::analyse(proto, &infer::hints_from_tags(params));
+        if an.types[0].is_none() {
+            return self.refuse(program, id, "no code");
+        }
+        let mut ctx = self.module.make_context();
+        ctx.func.signature = self.proto_sig.clone();
+        ctx.func.name = UserFuncName::user(0, id.0);
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
+            let module_vars = self.module.declare_func_in_func(self.module_vars, b.func);
+            let float_mod = self.module.declare_func_in_func(self.float_mod, b.func);
+            let proto_sig = b.import_signature(self.proto_sig.clone());
+            let helpers = translate::Helpers {
+                module_vars,
+                float_mod,
+                proto_sig,
+            };
+            let b = translate::Translator::new(b, proto, &an, helpers).translate();
+            b.finalize(self.module.target_config());
+        }
+        if self.options.dump_clif {
+            eprintln!("jit: IR of {}:\n{}", proto.name, ctx.func.display());
+        }
+        let name = format!("kiln_proto_{}", id.0);
+        let fid = match self
+            .module
+            .declare_function(&name, Linkage::Local, &self.proto_sig)
+        {
+            Ok(f) => f,
+            Err(e) => return self.refuse(program, id, &format!("declare: {e}")),
+        };
+        if let Err(e) = self.module.define_function(fid, &mut ctx) {
+            return self.refuse(program, id, &format!("cranelift: {e:?}"));
+        }
+        self.module.clear_context(&mut ctx);
+        if let Err(e) = self.module.finalize_definitions() {
+            return self.refuse(program, id, &format!("finalize: {e}"));
+        }
+        let entry = self.module.get_finalized_function(fid);
+        let i = id.0 as usize;
+        let simple = proto.nrequired == proto.nparams && !proto.has_rest;
+        self.tables.arity[i].store(
+            if simple { proto.nparams } else { u8::MAX },
+            Ordering::Relaxed,
+        );
+        self.tables.max_regs[i].store(proto.max_regs, Ordering::Relaxed);
+        self.tables.code[i].store(entry as u64, Ordering::Release);
+        let us = started.elapsed().as_micros() as u64;
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        self.counters.compile_us.fetch_add(us, Ordering::Relaxed);
+        if self.options.verbose {
+            let (line, _) = proto.source.line_col(proto.span.start);
+            eprintln!(
+                "jit: compiled {} ({}:{line}) {} ops in {us} µs, {} loop entries",
+                proto.name,
+                proto.source.name,
+                proto.code.len(),
+                an.headers.len(),
+            );
+        }
+        let mut headers: Vec<u32> = an.headers.iter().map(|&h| h as u32).collect();
+        headers.push(0);
+        proto.jit.set(Arc::new(JitCode {
+            entry: entry as usize,
+            index: i,
+            headers,
+            tables: self.tables.clone(),
+            exits: AtomicU32::new(0),
+            disabled: AtomicBool::new(false),
+            counters: self.counters.clone(),
+            verbose: self.options.verbose,
+            name: format!(
+                "{} ({}:{})",
+                proto.name,
+                proto.source.name,
+                proto.source.line_col(proto.span.start).0
+            ),
+        }));
+    }
+}
+
+/// The signature every compiled proto has (see [`abi`]).
+fn proto_signature(cc: CallConv) -> Signature {
+    let mut sig = Signature::new(cc);
+    for _ in 0..5 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    sig.params.push(AbiParam::new(I32));
+    sig.returns.push(AbiParam::new(I32));
+    sig
+}
+
+/// Compiled code of one proto.
+struct JitCode {
+    entry: usize,
+    /// The proto's index in the tables.
+    index: usize,
+    headers: Vec<u32>,
+    tables: Arc<Tables>,
+    exits: AtomicU32,
+    disabled: AtomicBool,
+    counters: Arc<Counters>,
+    verbose: bool,
+    name: String,
+}
+
+type Entry = unsafe extern "C" fn(*mut JitCtx, *mut Value, u64, u64, *mut Value, u32) -> u32;
+
+thread_local! {
+    /// The shadow stack of compiled calls, reused across entries on this thread.
+    static SHADOW: std::cell::RefCell<Vec<Shadow>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl CompiledCode for JitCode {
+    fn has_entry(&self, pc: u32) -> bool {
+        !self.disabled.load(Ordering::Relaxed) && self.headers.contains(&pc)
+    }
+
+    fn run(&self, vm: &mut Vm, pc: u32) -> TierExit {
+        let st = vm.tier_state();
+        let (closure, module) = match (st.closure, st.module) {
+            (Value::Func(c), Value::Module(m)) => (c.addr() as u64, m.addr() as u64),
+            _ => {
+                return TierExit::Resume {
+                    pc,
+                    frames: Vec::new(),
+                }
+            }
+        };
+        let base = st.base;
+        SHADOW.with(|shadow| {
+            let mut shadow = shadow.borrow_mut();
+            shadow.clear();
+            shadow.reserve(st.depth_left + 1);
+            let stack = st.stack.as_mut_ptr();
+            let len = st.stack.len();
+            let mut ctx = JitCtx {
+                // SAFETY: `len` is the stack's length, so this is one past its end.
+                stack_end: unsafe { stack.add(len) },
+                depth_left: st.depth_left as u64,
+                exit_pc: 0,
+                shadow: shadow.as_mut_ptr(),
+                shadow_len: 0,
+                code: self.tables.code.as_ptr() as *const u64,
+                arity: self.tables.arity.as_ptr() as *const u8,
+                max_regs: self.tables.max_regs.as_ptr() as *const u16,
+            };
+            // SAFETY: `entry` was produced by Cranelift for a function of type `Entry`
+            // and stays mapped as long as the tier's module (which outlives this code).
+            let f: Entry = unsafe { std::mem::transmute::<usize, Entry>(self.entry) };
+            // SAFETY: the frame's window `stack[base..base + max_regs]` is in bounds (the
+            // interpreter sized the stack when it pushed the frame), and generated code
+            // stays below `stack_end` for callee windows. `closure` and `module` are live
+            // (the frame holds them); the shadow buffer has room for `depth_left + 1`
+            // entries and compiled calls push at most `depth_left`. No Rust reference to
+            // the stack or heap objects is held across the call.
+            let status = unsafe {
+                f(
+                    &mut ctx,
+                    stack.add(base),
+                    closure,
+                    module,
+                    st.module_vars,
+                    pc,
+                )
+            };
+            if status == RETURNED {
+                return TierExit::Returned(st.stack[base - 1]);
+            }
+            debug_assert_eq!(status, EXITED);
+            // SAFETY: generated code wrote `shadow_len` initialised entries (each a
+            // resume pc, a window pointer into the stack and a copy of a live closure
+            // value), within the reserved capacity.
+            unsafe { shadow.set_len(ctx.shadow_len as usize) };
+            self.note_exit();
+            let exit_pc = ctx.exit_pc as u32;
+            let resume = |i: usize| shadow.get(i).map_or(exit_pc, |s| s.resume_pc as u32);
+            let frames = shadow
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Materialize {
+                    closure: s.closure,
+                    base: (s.regs as usize - stack as usize) / std::mem::size_of::<Value>(),
+                    pc: resume(i + 1),
+                })
+                .collect();
+            TierExit::Resume {
+                pc: resume(0),
+                frames,
+            }
+        })
+    }
+}
+
+impl JitCode {
+    fn note_exit(&self) {
+        self.counters.exits.fetch_add(1, Ordering::Relaxed);
+        let n = self.exits.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == params::MAX_EXITS {
+            // Neither the interpreter nor compiled callers enter it any more.
+            self.disabled.store(true, Ordering::Relaxed);
+            self.tables.code[self.index].store(0, Ordering::Release);
+            self.counters.blacklisted.fetch_add(1, Ordering::Relaxed);
+            if self.verbose {
+                eprintln!(
+                    "jit: left {} to the interpreter after {n} side exits",
+                    self.name
+                );
+            }
+        }
+    }
+}

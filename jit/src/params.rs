@@ -1,0 +1,20 @@
+//! Every tuning number of the compiler, each with the reason for its value (LuaJIT's
+//! `JIT_PARAMDEF` is the model).
+
+/// Calls plus loop back-edges before a proto is compiled in `--jit=on` mode. LuaJIT
+/// compiles loops after 56 iterations; a method JIT pays more per compile (≈1 ms for a
+/// small function, see RESEARCH.md), so it waits longer.
+pub const DEFAULT_THRESHOLD: u32 = 1000;
+
+/// Side exits a compiled proto may take before it is left to the interpreter. A few
+/// exits are normal (a loop's last iteration, a rare type); hundreds mean the
+/// speculation is wrong for this program.
+pub const MAX_EXITS: u32 = 200;
+
+/// Protos are compiled only when their bytecode is at most this long: compile time
+/// grows linearly and a huge top level rarely has one hot path worth it.
+pub const MAX_BYTECODE: usize = 20_000;
+
+/// Capacity of the per-program tables compiled calls read (code pointer, arity,
+/// register count per proto). Protos beyond it are never compiled.
+pub const MAX_PROTOS: usize = 1 << 16;

@@ -1,0 +1,886 @@
+//! Bytecode to Cranelift IR, one instruction at a time, following [`infer::transfer`].
+//!
+//! Each VM register has two Cranelift variables (an `i64` for ints and bools, an `f64`
+//! for floats); the analysis says which one holds the register's value at each pc, or
+//! that it lives in the window. Basic blocks start at the analysis' leaders. Every
+//! branch goes through an edge block that stores registers which are typed here but in
+//! memory at the target. Side exits are cold blocks that store every typed register and
+//! return the pc to resume at.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{F64, I16, I32, I64, I8};
+use cranelift_codegen::ir::{self, Block, FuncRef, InstBuilder, MemFlagsData, SigRef};
+use cranelift_frontend::{FunctionBuilder, Switch, Variable};
+use kiln_vm::bytecode::opc;
+use kiln_vm::program::{Constant, Proto};
+
+use crate::abi::*;
+use crate::infer::{self, Analysis, Flow, Ty};
+
+/// Imported helpers the generated code calls.
+pub struct Helpers {
+    pub module_vars: FuncRef,
+    pub float_mod: FuncRef,
+    /// The signature of compiled functions, for calls through the code table.
+    pub proto_sig: SigRef,
+}
+
+/// A block waiting to be filled once the current branch is emitted.
+enum Pending {
+    /// Store `spills` then jump to the block of `target`.
+    Edge {
+        block: Block,
+        spills: Vec<(usize, Ty)>,
+        target: usize,
+    },
+    /// Store every typed register of `state` and leave, resuming at `pc`.
+    Exit {
+        block: Block,
+        state: Vec<Ty>,
+        pc: usize,
+    },
+}
+
+pub struct Translator<'a, 'f> {
+    b: FunctionBuilder<'f>,
+    proto: &'a Proto,
+    an: &'a Analysis,
+    h: Helpers,
+    ctx: ir::Value,
+    regs: ir::Value,
+    module: ir::Value,
+    mvars: ir::Value,
+    vi: Vec<Variable>,
+    vf: Vec<Variable>,
+    blocks: Vec<Option<Block>>,
+    st: Vec<Ty>,
+    /// The types after the current instruction, as the analysis decided them.
+    after: Vec<Ty>,
+    pending: Vec<Pending>,
+    /// The current block has been terminated.
+    done: bool,
+}
+
+fn mem() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+fn off(r: usize) -> i32 {
+    r as i32 * VALUE_SIZE
+}
+
+fn tag_of(t: Ty) -> i64 {
+    match t {
+        Ty::Nil => TAG_NIL,
+        Ty::Bool => TAG_BOOL,
+        Ty::Int => TAG_INT,
+        Ty::Float => TAG_FLOAT,
+        Ty::Unset | Ty::Mem => unreachable!("only typed registers have a tag"),
+    }
+}
+
+impl<'a, 'f> Translator<'a, 'f> {
+    pub fn new(mut b: FunctionBuilder<'f>, proto: &'a Proto, an: &'a Analysis, h: Helpers) -> Self {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let n = proto.max_regs as usize;
+        let vi = (0..n).map(|_| b.declare_var(I64)).collect();
+        let vf = (0..n).map(|_| b.declare_var(F64)).collect();
+        let blocks = (0..proto.code.len())
+            .map(|pc| (an.leaders[pc] && an.types[pc].is_some()).then(|| b.create_block()))
+            .collect();
+        Translator {
+            b,
+            proto,
+            an,
+            h,
+            ctx: p[0],
+            regs: p[1],
+            module: p[3],
+            mvars: p[4],
+            vi,
+            vf,
+            blocks,
+            st: Vec::new(),
+            after: Vec::new(),
+            pending: Vec::new(),
+            done: false,
+        }
+        .with_entry_switch(p[5])
+    }
+
+    /// The entry: pc 0, or one of the loop headers (on-stack replacement).
+    fn with_entry_switch(mut self, entry_pc: ir::Value) -> Self {
+        let mut switch = Switch::new();
+        let start = self.b.create_block();
+        switch.set_entry(0, start);
+        let mut osr = Vec::new();
+        for &h in &self.an.headers {
+            if h != 0 && self.blocks[h].is_some() {
+                let blk = self.b.create_block();
+                switch.set_entry(h as u128, blk);
+                osr.push((h, blk));
+            }
+        }
+        let refuse = self.b.create_block();
+        switch.emit(&mut self.b, entry_pc, refuse);
+        // Function start: parameters are in the window, everything else unset.
+        self.b.switch_to_block(start);
+        self.st = self.an.types[0].clone().unwrap_or_default();
+        let entry_state: Vec<Ty> = self
+            .st
+            .iter()
+            .map(|t| if *t == Ty::Mem { Ty::Mem } else { Ty::Unset })
+            .collect();
+        self.st = entry_state;
+        self.jump_to(0);
+        for (h, blk) in osr {
+            self.b.switch_to_block(blk);
+            self.osr_entry(h);
+        }
+        // An entry pc without a block: resume the interpreter right there.
+        self.b.switch_to_block(refuse);
+        let pc = self.b.ins().uextend(I64, entry_pc);
+        self.b.ins().store(mem(), pc, self.ctx, CTX_EXIT_PC);
+        let s = self.b.ins().iconst(I32, EXITED as i64);
+        self.b.ins().return_(&[s]);
+        self
+    }
+
+    /// Loads the live typed registers of loop header `h` from the window, checking
+    /// their tags, then enters the loop.
+    fn osr_entry(&mut self, h: usize) {
+        let types = self.an.types[h].clone().expect("headers are reachable");
+        self.st = vec![Ty::Mem; types.len()];
+        for (r, &t) in types.iter().enumerate() {
+            if t.is_typed() && self.an.live[h][r] {
+                let tag = self.load_tag(r);
+                let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
+                self.guard(ok, h);
+                self.load_payload(r, t);
+                self.st[r] = t;
+            } else if !t.is_typed() {
+                self.st[r] = t;
+            } else {
+                // Typed at the header but dead there: nothing to load.
+                self.st[r] = Ty::Unset;
+            }
+        }
+        self.jump_to(h);
+    }
+
+    /// Translates the whole proto and returns the builder to finalize.
+    pub fn translate(mut self) -> FunctionBuilder<'f> {
+        for pc in 0..self.proto.code.len() {
+            let Some(state) = &self.an.types[pc] else {
+                continue;
+            };
+            if let Some(blk) = self.blocks[pc] {
+                if !self.done {
+                    self.jump_to(pc);
+                }
+                self.b.switch_to_block(blk);
+                self.st = state.clone();
+                self.done = false;
+            }
+            if !self.done {
+                self.instr(pc);
+            }
+        }
+        self.b.seal_all_blocks();
+        self.b
+    }
+
+    // ----- registers -------------------------------------------------------------
+
+    fn load_tag(&mut self, r: usize) -> ir::Value {
+        self.b.ins().load(I8, mem(), self.regs, off(r))
+    }
+
+    fn load_payload(&mut self, r: usize, t: Ty) {
+        match t {
+            Ty::Int => {
+                let v = self.b.ins().load(I64, mem(), self.regs, off(r) + PAYLOAD);
+                self.b.def_var(self.vi[r], v);
+            }
+            Ty::Bool => {
+                let v = self.b.ins().load(I8, mem(), self.regs, off(r) + PAYLOAD);
+                let v = self.b.ins().uextend(I64, v);
+                self.b.def_var(self.vi[r], v);
+            }
+            Ty::Float => {
+                let v = self.b.ins().load(F64, mem(), self.regs, off(r) + PAYLOAD);
+                self.b.def_var(self.vf[r], v);
+            }
+            _ => {}
+        }
+    }
+
+    /// Stores typed register `r` into the window (at `base`, `slot`).
+    fn store_value(&mut self, base: ir::Value, disp: i32, r: usize, t: Ty) {
+        let tag = self.b.ins().iconst(I8, tag_of(t));
+        self.b.ins().store(mem(), tag, base, disp);
+        match t {
+            Ty::Int => {
+                let v = self.b.use_var(self.vi[r]);
+                self.b.ins().store(mem(), v, base, disp + PAYLOAD);
+            }
+            Ty::Bool => {
+                let v = self.b.use_var(self.vi[r]);
+                let v = self.b.ins().ireduce(I8, v);
+                self.b.ins().store(mem(), v, base, disp + PAYLOAD);
+            }
+            Ty::Float => {
+                let v = self.b.use_var(self.vf[r]);
+                self.b.ins().store(mem(), v, base, disp + PAYLOAD);
+            }
+            _ => {}
+        }
+    }
+
+    fn spill(&mut self, r: usize, t: Ty) {
+        let regs = self.regs;
+        self.store_value(regs, off(r), r, t);
+    }
+
+    /// Copies a whole `Value` (16 bytes) between two places.
+    fn copy_value(&mut self, from: ir::Value, from_off: i32, to: ir::Value, to_off: i32) {
+        let lo = self.b.ins().load(I64, mem(), from, from_off);
+        let hi = self.b.ins().load(I64, mem(), from, from_off + 8);
+        self.b.ins().store(mem(), lo, to, to_off);
+        self.b.ins().store(mem(), hi, to, to_off + 8);
+    }
+
+    /// Register `r` as type `want` (int or float). A memory register is first checked
+    /// to have the type the analysis gave it and loaded; an int is converted if a float
+    /// is wanted.
+    fn num(&mut self, r: usize, want: Ty, pc: usize) -> ir::Value {
+        if self.st[r] == Ty::Mem {
+            let t = self.after[r];
+            let tag = self.load_tag(r);
+            let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
+            self.guard(ok, pc);
+            self.load_payload(r, t);
+            self.st[r] = t;
+        }
+        match (self.st[r], want) {
+            (Ty::Int, Ty::Float) => {
+                let v = self.b.use_var(self.vi[r]);
+                self.b.ins().fcvt_from_sint(F64, v)
+            }
+            (Ty::Float, _) => self.b.use_var(self.vf[r]),
+            _ => self.b.use_var(self.vi[r]),
+        }
+    }
+
+    fn konst(&mut self, i: usize, want: Ty) -> ir::Value {
+        match (&self.proto.consts[i], want) {
+            (Constant::Int(v), Ty::Float) => self.b.ins().f64const(*v as f64),
+            (Constant::Int(v), _) => self.b.ins().iconst(I64, *v),
+            (Constant::Float(v), _) => self.b.ins().f64const(*v),
+            (Constant::Str(_), _) => unreachable!("infer refuses string operands"),
+        }
+    }
+
+    fn def(&mut self, r: usize, t: Ty, v: ir::Value) {
+        match t {
+            Ty::Float => self.b.def_var(self.vf[r], v),
+            _ => self.b.def_var(self.vi[r], v),
+        }
+        self.st[r] = t;
+    }
+
+    /// Truthiness of register `r` as an `i8` condition.
+    fn truthy(&mut self, r: usize) -> ir::Value {
+        match self.st[r] {
+            Ty::Nil => self.b.ins().iconst(I8, 0),
+            Ty::Bool => {
+                let v = self.b.use_var(self.vi[r]);
+                self.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0)
+            }
+            Ty::Int | Ty::Float | Ty::Unset => self.b.ins().iconst(I8, 1),
+            Ty::Mem => {
+                let tag = self.load_tag(r);
+                let is_nil = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_NIL);
+                let is_bool = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_BOOL);
+                let byte = self.b.ins().load(I8, mem(), self.regs, off(r) + PAYLOAD);
+                let is_false = self.b.ins().icmp_imm_s(IntCC::Equal, byte, 0);
+                let false_bool = self.b.ins().band(is_bool, is_false);
+                let falsy = self.b.ins().bor(is_nil, false_bool);
+                self.b.ins().bxor_imm_s(falsy, 1)
+            }
+        }
+    }
+
+    // ----- control ---------------------------------------------------------------
+
+    /// The registers to store when going from the current state to `target`'s.
+    fn spills_to(&self, target: usize) -> Vec<(usize, Ty)> {
+        let to = self.an.types[target]
+            .as_ref()
+            .expect("targets are reachable");
+        self.st
+            .iter()
+            .zip(to)
+            .enumerate()
+            .filter(|(_, (from, to))| from.is_typed() && **to == Ty::Mem)
+            .map(|(r, (from, _))| (r, *from))
+            .collect()
+    }
+
+    /// A block that leads to `target` (storing what must be stored on the way).
+    fn edge(&mut self, target: usize) -> Block {
+        let spills = self.spills_to(target);
+        let target_block = self.blocks[target].expect("targets are leaders");
+        if spills.is_empty() {
+            return target_block;
+        }
+        let block = self.b.create_block();
+        self.pending.push(Pending::Edge {
+            block,
+            spills,
+            target,
+        });
+        block
+    }
+
+    fn jump_to(&mut self, target: usize) {
+        let blk = self.edge(target);
+        self.b.ins().jump(blk, &[]);
+        self.fill_pending();
+        self.done = true;
+    }
+
+    fn branch(&mut self, cond: ir::Value, taken: usize, skip: usize) {
+        let t = self.edge(taken);
+        let s = self.edge(skip);
+        self.b.ins().brif(cond, t, &[], s, &[]);
+        self.fill_pending();
+        self.done = true;
+    }
+
+    /// Continues only if `ok`; otherwise a side exit resuming at `pc` (the state is
+    /// the one before the instruction at `pc`, so the interpreter re-runs it).
+    fn guard(&mut self, ok: ir::Value, pc: usize) {
+        let exit = self.exit_block(pc);
+        let cont = self.b.create_block();
+        self.b.ins().brif(ok, cont, &[], exit, &[]);
+        self.fill_pending();
+        self.b.switch_to_block(cont);
+    }
+
+    fn exit_block(&mut self, pc: usize) -> Block {
+        let block = self.b.create_block();
+        self.b.set_cold_block(block);
+        self.pending.push(Pending::Exit {
+            block,
+            state: self.st.clone(),
+            pc,
+        });
+        block
+    }
+
+    /// An unconditional side exit at `pc`.
+    fn exit_here(&mut self, pc: usize) {
+        let blk = self.exit_block(pc);
+        self.b.ins().jump(blk, &[]);
+        self.fill_pending();
+        self.done = true;
+    }
+
+    fn fill_pending(&mut self) {
+        let saved = std::mem::take(&mut self.st);
+        for p in std::mem::take(&mut self.pending) {
+            match p {
+                Pending::Edge {
+                    block,
+                    spills,
+                    target,
+                } => {
+                    self.b.switch_to_block(block);
+                    for (r, t) in spills {
+                        self.spill(r, t);
+                    }
+                    let tb = self.blocks[target].expect("targets are leaders");
+                    self.b.ins().jump(tb, &[]);
+                }
+                Pending::Exit { block, state, pc } => {
+                    self.b.switch_to_block(block);
+                    for (r, t) in state.iter().enumerate() {
+                        if t.is_typed() {
+                            self.spill(r, *t);
+                        }
+                    }
+                    let pcv = self.b.ins().iconst(I64, pc as i64);
+                    self.b.ins().store(mem(), pcv, self.ctx, CTX_EXIT_PC);
+                    let s = self.b.ins().iconst(I32, EXITED as i64);
+                    self.b.ins().return_(&[s]);
+                }
+            }
+        }
+        self.st = saved;
+    }
+
+    // ----- instructions ----------------------------------------------------------
+
+    fn instr(&mut self, pc: usize) {
+        let ins = self.proto.code[pc];
+        let (a, b, c) = (ins.a(), ins.b(), ins.c());
+        // What the analysis decides for this instruction (operand guards, result types,
+        // successors); the code below follows it.
+        let mut after = self.st.clone();
+        let flow = infer::transfer(self.proto, pc, &mut after, &self.an.hints);
+        self.after = after.clone();
+        if flow == Flow::Exit {
+            self.exit_here(pc);
+            return;
+        }
+        let op = ins.op_byte();
+        match op {
+            opc::Move => match self.st[b] {
+                Ty::Mem => {
+                    let regs = self.regs;
+                    self.copy_value(regs, off(b), regs, off(a));
+                    self.st[a] = Ty::Mem;
+                }
+                Ty::Float => {
+                    let v = self.b.use_var(self.vf[b]);
+                    self.def(a, Ty::Float, v);
+                }
+                t => {
+                    let v = self.b.use_var(self.vi[b]);
+                    self.def(a, t, v);
+                }
+            },
+            opc::LoadK => {
+                let t = after[a];
+                let v = self.konst(ins.bx(), t);
+                self.def(a, t, v);
+            }
+            opc::LoadI => {
+                let v = self.b.ins().iconst(I64, ins.sbx() as i64);
+                self.def(a, Ty::Int, v);
+            }
+            opc::LoadNil => {
+                for r in a..=a + b {
+                    self.st[r] = Ty::Nil;
+                }
+            }
+            opc::LoadTrue | opc::LoadFalse => {
+                let v = self.b.ins().iconst(I64, (op == opc::LoadTrue) as i64);
+                self.def(a, Ty::Bool, v);
+            }
+            opc::GetModule => {
+                let disp = off(ins.bx());
+                let tag = self.b.ins().load(I8, mem(), self.mvars, disp);
+                let ok = self.b.ins().icmp_imm_s(IntCC::NotEqual, tag, TAG_UNDEF);
+                self.guard(ok, pc);
+                let (mvars, regs) = (self.mvars, self.regs);
+                self.copy_value(mvars, disp, regs, off(a));
+                self.st[a] = Ty::Mem;
+            }
+            opc::SetModule => {
+                let disp = off(ins.bx());
+                match self.st[a] {
+                    Ty::Mem | Ty::Unset => {
+                        let (mvars, regs) = (self.mvars, self.regs);
+                        self.copy_value(regs, off(a), mvars, disp);
+                    }
+                    t => {
+                        let mvars = self.mvars;
+                        self.store_value(mvars, disp, a, t);
+                    }
+                }
+            }
+            opc::Add | opc::Sub | opc::Mul | opc::Div | opc::IDiv | opc::Mod => {
+                let want = if after[a] == Ty::Float {
+                    Ty::Float
+                } else {
+                    Ty::Int
+                };
+                let x = self.num(b, want, pc);
+                let y = self.num(c, want, pc);
+                self.arith(op, a, want, x, y, pc);
+            }
+            opc::AddK | opc::SubK | opc::MulK | opc::DivK | opc::IDivK | opc::ModK => {
+                let want = if after[a] == Ty::Float {
+                    Ty::Float
+                } else {
+                    Ty::Int
+                };
+                let x = self.num(b, want, pc);
+                let y = self.konst(c, want);
+                self.arith(op, a, want, x, y, pc);
+            }
+            opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
+                let x = self.num(b, Ty::Int, pc);
+                let y = self.num(c, Ty::Int, pc);
+                let v = match op {
+                    opc::BAnd => self.b.ins().band(x, y),
+                    opc::BOr => self.b.ins().bor(x, y),
+                    opc::BXor => self.b.ins().bxor(x, y),
+                    // Cranelift masks shift counts to the width: counts are mod 64.
+                    opc::Shl => self.b.ins().ishl(x, y),
+                    _ => self.b.ins().sshr(x, y),
+                };
+                self.def(a, Ty::Int, v);
+            }
+            opc::Unm => {
+                let t = after[a];
+                let x = self.num(b, t, pc);
+                let v = if t == Ty::Float {
+                    self.b.ins().fneg(x)
+                } else {
+                    self.b.ins().ineg(x)
+                };
+                self.def(a, t, v);
+            }
+            opc::BNot => {
+                let x = self.num(b, Ty::Int, pc);
+                let v = self.b.ins().bnot(x);
+                self.def(a, Ty::Int, v);
+            }
+            opc::Not => {
+                let t = self.truthy(b);
+                let v = self.b.ins().bxor_imm_s(t, 1);
+                let v = self.b.ins().uextend(I64, v);
+                self.def(a, Ty::Bool, v);
+            }
+            opc::Eq | opc::Ne | opc::Lt | opc::Le | opc::Gt | opc::Ge => {
+                let cond = self.compare(op, b, c, after[b], pc);
+                let v = self.b.ins().uextend(I64, cond);
+                self.def(a, Ty::Bool, v);
+            }
+            opc::Jmp => {
+                if let Flow::Jump(t) = flow {
+                    self.jump_to(t);
+                }
+            }
+            opc::Test => {
+                let t = self.truthy(a);
+                let cond = if c != 0 {
+                    t
+                } else {
+                    self.b.ins().bxor_imm_s(t, 1)
+                };
+                self.branch_flow(cond, flow);
+            }
+            opc::TestEq | opc::TestLt | opc::TestLe | opc::TestGt | opc::TestGe => {
+                let rel = match op {
+                    opc::TestEq => opc::Eq,
+                    opc::TestLt => opc::Lt,
+                    opc::TestLe => opc::Le,
+                    opc::TestGt => opc::Gt,
+                    _ => opc::Ge,
+                };
+                let holds = self.compare(rel, a, b, after[a], pc);
+                let cond = if c != 0 {
+                    holds
+                } else {
+                    self.b.ins().bxor_imm_s(holds, 1)
+                };
+                self.branch_flow(cond, flow);
+            }
+            opc::ForPrep => self.for_prep(a, pc, flow),
+            opc::ForLoop => self.for_loop(a, flow),
+            opc::DefaultArg => {
+                let missing = match self.st[a] {
+                    Ty::Mem => {
+                        let tag = self.load_tag(a);
+                        self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_UNDEF)
+                    }
+                    _ => self.b.ins().iconst(I8, 0),
+                };
+                // Taken (skip the default) when an argument was given.
+                let given = self.b.ins().bxor_imm_s(missing, 1);
+                self.branch_flow(given, flow);
+            }
+            opc::CheckType => {
+                let t = after[a];
+                if self.st[a] == Ty::Mem {
+                    self.num_or_bool(a, t, pc);
+                }
+                self.st[a] = t;
+            }
+            opc::Call => self.call(a, b, pc),
+            opc::Return => {
+                let regs = self.regs;
+                if b == 0 {
+                    let tag = self.b.ins().iconst(I8, TAG_NIL);
+                    self.b.ins().store(mem(), tag, regs, -VALUE_SIZE);
+                } else {
+                    match self.st[a] {
+                        Ty::Mem | Ty::Unset => self.copy_value(regs, off(a), regs, -VALUE_SIZE),
+                        t => self.store_value(regs, -VALUE_SIZE, a, t),
+                    }
+                }
+                let s = self.b.ins().iconst(I32, RETURNED as i64);
+                self.b.ins().return_(&[s]);
+                self.done = true;
+            }
+            _ => unreachable!("infer::transfer refuses opcode {op}"),
+        }
+        if !self.done {
+            self.st = after;
+        }
+    }
+
+    fn branch_flow(&mut self, cond: ir::Value, flow: Flow) {
+        if let Flow::Branch { taken, skip } = flow {
+            self.branch(cond, taken, skip);
+        }
+    }
+
+    /// Checks a memory register holds type `t` (int or bool) and loads it.
+    fn num_or_bool(&mut self, r: usize, t: Ty, pc: usize) {
+        let tag = self.load_tag(r);
+        let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
+        self.guard(ok, pc);
+        self.load_payload(r, t);
+    }
+
+    fn arith(&mut self, op: u8, a: usize, t: Ty, x: ir::Value, y: ir::Value, pc: usize) {
+        let base_op = match op {
+            opc::AddK => opc::Add,
+            opc::SubK => opc::Sub,
+            opc::MulK => opc::Mul,
+            opc::DivK => opc::Div,
+            opc::IDivK => opc::IDiv,
+            opc::ModK => opc::Mod,
+            o => o,
+        };
+        let ins = self.b.ins();
+        let (v, ty) = match (base_op, t) {
+            (opc::Add, Ty::Int) => (ins.iadd(x, y), Ty::Int),
+            (opc::Sub, Ty::Int) => (ins.isub(x, y), Ty::Int),
+            (opc::Mul, Ty::Int) => (ins.imul(x, y), Ty::Int),
+            (opc::Add, _) => (ins.fadd(x, y), Ty::Float),
+            (opc::Sub, _) => (ins.fsub(x, y), Ty::Float),
+            (opc::Mul, _) => (ins.fmul(x, y), Ty::Float),
+            (opc::Div, Ty::Int) => {
+                let fx = ins.fcvt_from_sint(F64, x);
+                let fy = self.b.ins().fcvt_from_sint(F64, y);
+                (self.b.ins().fdiv(fx, fy), Ty::Float)
+            }
+            (opc::Div, _) => (ins.fdiv(x, y), Ty::Float),
+            (opc::IDiv, Ty::Float) => {
+                let q = ins.fdiv(x, y);
+                (self.b.ins().floor(q), Ty::Float)
+            }
+            (opc::Mod, Ty::Float) => {
+                let call = ins.call(self.h.float_mod, &[x, y]);
+                (self.b.inst_results(call)[0], Ty::Float)
+            }
+            (_, _) => (self.int_div_mod(base_op == opc::IDiv, x, y, pc), Ty::Int),
+        };
+        self.def(a, ty, v);
+    }
+
+    /// Floor division or floored modulo of ints. Division by zero exits (the
+    /// interpreter raises the error); `MIN ~/ -1` wraps and `MIN % -1` is 0, as there.
+    fn int_div_mod(&mut self, div: bool, x: ir::Value, y: ir::Value, pc: usize) -> ir::Value {
+        let nonzero = self.b.ins().icmp_imm_s(IntCC::NotEqual, y, 0);
+        self.guard(nonzero, pc);
+        let ins = self.b.ins();
+        let minus_one = ins.icmp_imm_s(IntCC::Equal, y, -1);
+        let one = self.b.ins().iconst(I64, 1);
+        let safe_y = self.b.ins().select(minus_one, one, y);
+        let q0 = self.b.ins().sdiv(x, safe_y);
+        let r0 = self.b.ins().srem(x, safe_y);
+        let neg_x = self.b.ins().ineg(x);
+        let zero = self.b.ins().iconst(I64, 0);
+        let q = self.b.ins().select(minus_one, neg_x, q0);
+        let r = self.b.ins().select(minus_one, zero, r0);
+        // Adjust truncation to floor when the remainder and divisor differ in sign.
+        let r_nonzero = self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+        let signs = self.b.ins().bxor(r, y);
+        let differ = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, signs, 0);
+        let adjust = self.b.ins().band(r_nonzero, differ);
+        if div {
+            let adj = self.b.ins().uextend(I64, adjust);
+            self.b.ins().isub(q, adj)
+        } else {
+            let plus = self.b.ins().iadd(r, y);
+            self.b.ins().select(adjust, plus, r)
+        }
+    }
+
+    /// A numeric comparison of registers `x` and `y`, both of type `t` after guards.
+    fn compare(&mut self, rel: u8, x: usize, y: usize, t: Ty, pc: usize) -> ir::Value {
+        let a = self.num(x, t, pc);
+        let b = self.num(y, t, pc);
+        if t == Ty::Float {
+            let cc = match rel {
+                opc::Eq => FloatCC::Equal,
+                opc::Ne => FloatCC::NotEqual,
+                opc::Lt => FloatCC::LessThan,
+                opc::Le => FloatCC::LessThanOrEqual,
+                opc::Gt => FloatCC::GreaterThan,
+                _ => FloatCC::GreaterThanOrEqual,
+            };
+            self.b.ins().fcmp(cc, a, b)
+        } else {
+            let cc = match rel {
+                opc::Eq => IntCC::Equal,
+                opc::Ne => IntCC::NotEqual,
+                opc::Lt => IntCC::SignedLessThan,
+                opc::Le => IntCC::SignedLessThanOrEqual,
+                opc::Gt => IntCC::SignedGreaterThan,
+                _ => IntCC::SignedGreaterThanOrEqual,
+            };
+            self.b.ins().icmp(cc, a, b)
+        }
+    }
+
+    fn for_prep(&mut self, a: usize, pc: usize, flow: Flow) {
+        let start = self.num(a, Ty::Int, pc);
+        let end = self.num(a + 1, Ty::Int, pc);
+        let step = self.num(a + 2, Ty::Int, pc);
+        // A zero step is the interpreter's error to raise.
+        let nonzero = self.b.ins().icmp_imm_s(IntCC::NotEqual, step, 0);
+        self.guard(nonzero, pc);
+        let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
+        let empty_up = self
+            .b
+            .ins()
+            .icmp(IntCC::SignedGreaterThanOrEqual, start, end);
+        let empty_down = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, start, end);
+        let empty = self.b.ins().select(up, empty_up, empty_down);
+        self.def(a, Ty::Int, start);
+        self.def(a + 1, Ty::Int, end);
+        self.def(a + 2, Ty::Int, step);
+        self.def(a + 3, Ty::Int, start);
+        self.branch_flow(empty, flow);
+    }
+
+    fn for_loop(&mut self, a: usize, flow: Flow) {
+        let i = self.b.use_var(self.vi[a]);
+        let end = self.b.use_var(self.vi[a + 1]);
+        let step = self.b.use_var(self.vi[a + 2]);
+        let (next, overflow) = self.b.ins().sadd_overflow(i, step);
+        let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
+        let below = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
+        let above = self.b.ins().icmp(IntCC::SignedGreaterThan, next, end);
+        let inside = self.b.ins().select(up, below, above);
+        let no_overflow = self.b.ins().bxor_imm_s(overflow, 1);
+        let go_on = self.b.ins().band(inside, no_overflow);
+        self.def(a, Ty::Int, next);
+        self.def(a + 3, Ty::Int, next);
+        self.branch_flow(go_on, flow);
+    }
+
+    /// `R[a] := R[a](R[a+1] .. R[a+b])` for a compiled callee: a direct native call on
+    /// the callee's window, recorded in the shadow stack. Anything else exits before
+    /// the call and the interpreter makes it.
+    fn call(&mut self, a: usize, nargs: usize, pc: usize) {
+        // The callee reads its arguments from the window, and a stop anywhere below
+        // needs this frame's registers there too.
+        for r in 0..self.st.len() {
+            let t = self.st[r];
+            if t.is_typed() {
+                self.spill(r, t);
+                self.st[r] = Ty::Mem;
+            }
+        }
+        let tag = self.load_tag(a);
+        let is_fn = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_FUNC);
+        self.guard(is_fn, pc);
+        let callee = self.b.ins().load(I64, mem(), self.regs, off(a) + PAYLOAD);
+        let proto = self.b.ins().load(I32, mem(), callee, CLOSURE_PROTO);
+        let proto = self.b.ins().uextend(I64, proto);
+        // Compiled?
+        let table = self.b.ins().load(I64, mem(), self.ctx, CTX_CODE);
+        let slot = self.b.ins().ishl_imm_s(proto, 3);
+        let addr = self.b.ins().iadd(table, slot);
+        let code = self.b.ins().load(I64, mem(), addr, 0);
+        let compiled = self.b.ins().icmp_imm_s(IntCC::NotEqual, code, 0);
+        self.guard(compiled, pc);
+        // Simple arity?
+        let arity_table = self.b.ins().load(I64, mem(), self.ctx, CTX_ARITY);
+        let addr = self.b.ins().iadd(arity_table, proto);
+        let arity = self.b.ins().load(I8, mem(), addr, 0);
+        let fits = self.b.ins().icmp_imm_s(IntCC::Equal, arity, nargs as i64);
+        self.guard(fits, pc);
+        // Frame limit?
+        let depth = self.b.ins().load(I64, mem(), self.ctx, CTX_DEPTH_LEFT);
+        let room = self.b.ins().icmp_imm_s(IntCC::NotEqual, depth, 0);
+        self.guard(room, pc);
+        // Register stack room for the callee's window?
+        let callee_regs = self.b.ins().iadd_imm_s(self.regs, off(a + 1) as i64);
+        let regs_table = self.b.ins().load(I64, mem(), self.ctx, CTX_MAX_REGS);
+        let slot = self.b.ins().ishl_imm_s(proto, 1);
+        let addr = self.b.ins().iadd(regs_table, slot);
+        let max_regs = self.b.ins().load(I16, mem(), addr, 0);
+        let max_regs = self.b.ins().uextend(I64, max_regs);
+        let bytes = self.b.ins().imul_imm_s(max_regs, VALUE_SIZE as i64);
+        let end = self.b.ins().iadd(callee_regs, bytes);
+        let stack_end = self.b.ins().load(I64, mem(), self.ctx, CTX_STACK_END);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, end, stack_end);
+        self.guard(fits, pc);
+        // The callee's module variables: ours, or looked up.
+        let callee_module = self.b.ins().load(I64, mem(), callee, CLOSURE_MODULE);
+        let same = self.b.ins().icmp(IntCC::Equal, callee_module, self.module);
+        let other = self.b.create_block();
+        let join = self.b.create_block();
+        let mvars_param = self.b.append_block_param(join, I64);
+        self.b
+            .ins()
+            .brif(same, join, &[self.mvars.into()], other, &[]);
+        self.b.switch_to_block(other);
+        let call = self.b.ins().call(self.h.module_vars, &[callee_module]);
+        let looked_up = self.b.inst_results(call)[0];
+        self.b.ins().jump(join, &[looked_up.into()]);
+        self.b.switch_to_block(join);
+        // Record the call, make it, and forget it again.
+        let depth_less = self.b.ins().iadd_imm_s(depth, -1);
+        self.b
+            .ins()
+            .store(mem(), depth_less, self.ctx, CTX_DEPTH_LEFT);
+        let len = self.b.ins().load(I64, mem(), self.ctx, CTX_SHADOW_LEN);
+        let shadow = self.b.ins().load(I64, mem(), self.ctx, CTX_SHADOW);
+        let at = self.b.ins().imul_imm_s(len, SHADOW_SIZE);
+        let entry = self.b.ins().iadd(shadow, at);
+        let resume = self.b.ins().iconst(I64, pc as i64 + 1);
+        self.b.ins().store(mem(), resume, entry, SHADOW_RESUME);
+        self.b.ins().store(mem(), callee_regs, entry, SHADOW_REGS);
+        let regs = self.regs;
+        self.copy_value(regs, off(a), entry, SHADOW_CLOSURE);
+        let len_more = self.b.ins().iadd_imm_s(len, 1);
+        self.b
+            .ins()
+            .store(mem(), len_more, self.ctx, CTX_SHADOW_LEN);
+        let zero = self.b.ins().iconst(I32, 0);
+        let status = self.b.ins().call_indirect(
+            self.h.proto_sig,
+            code,
+            &[
+                self.ctx,
+                callee_regs,
+                callee,
+                callee_module,
+                mvars_param,
+                zero,
+            ],
+        );
+        let status = self.b.inst_results(status)[0];
+        let returned = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, status, RETURNED as i64);
+        let cont = self.b.create_block();
+        let stop = self.b.create_block();
+        self.b.set_cold_block(stop);
+        self.b.ins().brif(returned, cont, &[], stop, &[]);
+        // The callee stopped: leave the shadow stack as it is and stop too.
+        self.b.switch_to_block(stop);
+        self.b.ins().return_(&[status]);
+        self.b.switch_to_block(cont);
+        self.b.ins().store(mem(), len, self.ctx, CTX_SHADOW_LEN);
+        self.b.ins().store(mem(), depth, self.ctx, CTX_DEPTH_LEFT);
+    }
+}
