@@ -170,10 +170,12 @@ fn main() -> ExitCode {
 }
 
 fn read_script(file: &PathBuf) -> Result<String, ExitCode> {
-    std::fs::read_to_string(file).map_err(|e| {
+    let bytes = std::fs::read(file).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", file.display());
         ExitCode::from(USAGE_ERROR)
-    })
+    })?;
+    kiln::vm::loader::decode_source(&file.to_string_lossy(), bytes)
+        .map_err(|d| finish(Err(KilnError::compile(vec![d]))))
 }
 
 fn run_file(file: &PathBuf, settings: Settings, stats: bool) -> ExitCode {

@@ -201,7 +201,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
             (st[a], st[b]) = (x, y);
             return branch(proto, pc);
         }
-        opc::ForPrep => {
+        opc::ForPrep | opc::ForPrepIncl => {
             if st[a..a + 3].iter().any(|t| !matches!(t, Ty::Int | Ty::Mem)) {
                 return Flow::Exit;
             }
@@ -211,7 +211,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
                 skip: pc + 1,
             };
         }
-        opc::ForLoop => {
+        opc::ForLoop | opc::ForLoopIncl => {
             return Flow::Branch {
                 taken: jump_target(pc, ins.sbx()),
                 skip: pc + 1,
@@ -429,8 +429,8 @@ fn reads_writes(ins: Instr, regs: usize) -> (Vec<usize>, Vec<usize>) {
             (vec![b], vec![a])
         }
         opc::TestEq | opc::TestLt | opc::TestLe | opc::TestGt | opc::TestGe => (vec![a, b], vec![]),
-        opc::ForPrep => ((a..a + 3).collect(), vec![a + 3]),
-        opc::ForLoop => ((a..a + 3).collect(), vec![a, a + 3]),
+        opc::ForPrep | opc::ForPrepIncl => ((a..a + 3).collect(), vec![a + 3]),
+        opc::ForLoop | opc::ForLoopIncl => ((a..a + 3).collect(), vec![a, a + 3]),
         opc::CheckType => (vec![a], vec![a]),
         // The callee and its arguments are read; everything from the call slot up is
         // clobbered by the callee's frame.

@@ -583,8 +583,8 @@ impl<'a, 'f> Translator<'a, 'f> {
                 };
                 self.branch_flow(cond, flow);
             }
-            opc::ForPrep => self.for_prep(a, pc, flow),
-            opc::ForLoop => self.for_loop(a, flow),
+            opc::ForPrep | opc::ForPrepIncl => self.for_prep(a, pc, flow, op == opc::ForPrepIncl),
+            opc::ForLoop | opc::ForLoopIncl => self.for_loop(a, flow, op == opc::ForLoopIncl),
             opc::DefaultArg => {
                 let missing = match self.st[a] {
                     Ty::Mem => {
@@ -734,7 +734,19 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
     }
 
-    fn for_prep(&mut self, a: usize, pc: usize, flow: Flow) {
+    /// Signed comparisons for "inside the range" going up and going down.
+    fn range_ccs(inclusive: bool) -> (IntCC, IntCC) {
+        if inclusive {
+            (
+                IntCC::SignedLessThanOrEqual,
+                IntCC::SignedGreaterThanOrEqual,
+            )
+        } else {
+            (IntCC::SignedLessThan, IntCC::SignedGreaterThan)
+        }
+    }
+
+    fn for_prep(&mut self, a: usize, pc: usize, flow: Flow, inclusive: bool) {
         let start = self.num(a, Ty::Int, pc);
         let end = self.num(a + 1, Ty::Int, pc);
         let step = self.num(a + 2, Ty::Int, pc);
@@ -755,14 +767,15 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.branch_flow(empty, flow);
     }
 
-    fn for_loop(&mut self, a: usize, flow: Flow) {
+    fn for_loop(&mut self, a: usize, flow: Flow, inclusive: bool) {
         let i = self.b.use_var(self.vi[a]);
         let end = self.b.use_var(self.vi[a + 1]);
         let step = self.b.use_var(self.vi[a + 2]);
         let (next, overflow) = self.b.ins().sadd_overflow(i, step);
         let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
-        let below = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
-        let above = self.b.ins().icmp(IntCC::SignedGreaterThan, next, end);
+        let (in_up, in_down) = Self::range_ccs(inclusive);
+        let below = self.b.ins().icmp(in_up, next, end);
+        let above = self.b.ins().icmp(in_down, next, end);
         let inside = self.b.ins().select(up, below, above);
         let no_overflow = self.b.ins().bxor_imm_s(overflow, 1);
         let go_on = self.b.ins().band(inside, no_overflow);

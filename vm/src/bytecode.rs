@@ -138,6 +138,8 @@ opcodes! {
     // Loops.
     ForPrep     AsBx "R[A], R[A+1], R[A+2] = start, end, step (ints; end exclusive); if the loop runs zero times pc += sBx else R[A+3] := R[A]",
     ForLoop     AsBx "R[A] += R[A+2]; if R[A] has not passed R[A+1]: R[A+3] := R[A], pc += sBx",
+    ForPrepIncl AsBx "ForPrep with an inclusive end (`a..=b`, so `b` may be the largest int)",
+    ForLoopIncl AsBx "ForLoop with an inclusive end",
     IterPrep    ABC  "R[A] := iterable R[A] (array, map, str, range); R[A+1] := 0 (the cursor); error if not iterable",
     IterNext1   AsBx "advance the iterator in R[A], R[A+1]; when exhausted pc += sBx, else R[A+2] := element (map: key)",
     IterNext2   AsBx "like IterNext1 but R[A+2] := index (map: key), R[A+3] := element (map: value)",

@@ -198,8 +198,11 @@ pub(crate) struct Func<'a> {
     has_rest: bool,
     has_self: bool,
     ret_type: Option<TypeAnn>,
-    /// While compiling a deferred statement: locals beyond this count are invisible.
-    visible_locals: Option<usize>,
+    /// Locals (by index) hidden from name lookup: those declared after a `defer`
+    /// while its statement is compiled at a later exit, and a parameter's own and
+    /// later parameters while its default is compiled. Locals the hidden code declares
+    /// itself come after the range and stay visible.
+    hidden_locals: Option<std::ops::Range<usize>>,
     /// Inside a deferred statement `return`/`break`/`continue` are refused.
     in_defer: bool,
     span: Span,
@@ -241,7 +244,7 @@ impl<'a> Func<'a> {
             has_rest: false,
             has_self: false,
             ret_type: None,
-            visible_locals: None,
+            hidden_locals: None,
             in_defer: false,
             span,
         }
@@ -513,12 +516,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
 
     fn deferred_stmt(&mut self, stmt: &'l Stmt, nlocals: usize) -> CResult<()> {
         let f = self.f();
-        let saved = (f.visible_locals, f.in_defer);
-        f.visible_locals = Some(nlocals);
+        let saved = (f.hidden_locals.clone(), f.in_defer);
+        f.hidden_locals = Some(nlocals..f.locals.len());
         f.in_defer = true;
         let r = self.stmt(stmt);
         let f = self.f();
-        (f.visible_locals, f.in_defer) = saved;
+        (f.hidden_locals, f.in_defer) = saved;
         r
     }
 
@@ -569,8 +572,13 @@ impl<'l, 'p> Compiler<'l, 'p> {
     }
 
     fn find_local(func: &Func, name: &str) -> Option<usize> {
-        let limit = func.visible_locals.unwrap_or(func.locals.len());
-        func.locals[..limit].iter().rposition(|l| l.name == name)
+        let hidden = func.hidden_locals.clone().unwrap_or(0..0);
+        func.locals
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(i, l)| l.name == name && !hidden.contains(i))
+            .map(|(i, _)| i)
     }
 
     /// Finds or creates the upvalue for `name` in function `fi`.
@@ -1131,9 +1139,10 @@ impl<'l, 'p> Compiler<'l, 'p> {
             if let Some(d) = &p.default {
                 let skip = self.emit_asbx(Op::DefaultArg, reg, p.name.span);
                 // Hide this and later parameters while computing the default.
-                let saved = self.f().visible_locals.replace(i);
+                let params = self.fr().locals.len();
+                let saved = self.f().hidden_locals.replace(i..params);
                 let r = self.expr_to(d, reg);
-                self.f().visible_locals = saved;
+                self.f().hidden_locals = saved;
                 r?;
                 self.patch_here(skip);
             }
@@ -1482,12 +1491,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
                 self.emit(Instr::asbx(Op::LoadI, a + 2, 1).expect("1 fits"), span);
             }
         }
-        if inclusive {
-            // ForPrep takes an exclusive end, and `..=` always steps by one.
-            self.emit(Instr::asbx(Op::LoadI, a + 3, 1).expect("1 fits"), span);
-            self.abc(Op::Add, a + 1, a + 1, a + 3, span);
-        }
-        let prep = self.emit_asbx(Op::ForPrep, a, span);
+        let (prep_op, loop_op) = if inclusive {
+            (Op::ForPrepIncl, Op::ForLoopIncl)
+        } else {
+            (Op::ForPrep, Op::ForLoop)
+        };
+        let prep = self.emit_asbx(prep_op, a, span);
         let body_top = self.here();
         self.bind_local(first, a + 3, false, None);
         self.box_if_captured(first, a + 3);
@@ -1500,7 +1509,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
         let r = self.block_stmt(body);
         let l = self.f().loops.pop().expect("loop stack");
         self.patch_all_here(l.continues);
-        let back = self.emit_asbx(Op::ForLoop, a, span);
+        let back = self.emit_asbx(loop_op, a, span);
         self.patch_to(back, body_top);
         self.patch_here(prep);
         self.patch_all_here(l.breaks);

@@ -53,8 +53,7 @@ pub fn format_float(f: f64) -> String {
     if f == 0.0 {
         return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
     }
-    // Rust's `{:e}` gives the shortest round-trip digits, as `d.ddde-7`.
-    let sci = format!("{:e}", f.abs());
+    let sci = shortest_scientific(f.abs());
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(|&c| c != '.').collect();
@@ -65,6 +64,28 @@ pub fn format_float(f: f64) -> String {
         scientific(&digits, exp)
     };
     format!("{sign}{body}")
+}
+
+/// `f` (positive and finite) as `d.ddde-7` with the fewest digits that read back as `f`.
+/// Rust's `{:e}` finds how many digits that takes, but when the exact value lies halfway
+/// between two such candidates it takes the upper one, where Python takes the even one
+/// (`2.9802322387695312e-08` for 2^-25). Rounding the exact value to that many digits
+/// (`{:.N$e}` rounds half to even) gives Python's choice, unless that candidate does not
+/// read back (next to a power of two the neighbours are unevenly spaced). Two candidates
+/// can both read back only when 16 or more digits are needed.
+fn shortest_scientific(f: f64) -> String {
+    let shortest = format!("{f:e}");
+    let mantissa = shortest.split('e').next().unwrap_or("");
+    let digits = mantissa.chars().filter(char::is_ascii_digit).count();
+    if digits < 16 {
+        return shortest;
+    }
+    let even = format!("{f:.*e}", digits - 1);
+    if even.parse::<f64>() == Ok(f) {
+        even
+    } else {
+        shortest
+    }
 }
 
 /// `digits` (first digit in the units place times 10^exp) written out positionally.
@@ -410,6 +431,10 @@ mod tests {
             (1e100, "1e+100"),
             (2.5e-300, "2.5e-300"),
             (-1e22, "-1e+22"),
+            // Ties between two shortest candidates go to the even digit, as in Python.
+            (2.9802322387695312e-08, "2.9802322387695312e-08"),
+            (900719925474099.25, "900719925474099.2"),
+            (86747450022881.625, "86747450022881.62"),
             (0.5, "0.5"),
             (std::f64::consts::PI, "3.141592653589793"),
             (1e-4, "0.0001"),

@@ -487,12 +487,13 @@ impl Vm {
                     };
                     jump_if!(ge == (ins.c() != 0))
                 }
-                opc::ForPrep => {
+                opc::ForPrep | opc::ForPrepIncl => {
                     let a = ins.a();
                     let (start, end, step) =
                         check!(ops::range_ints(&self.heap, r!(a), r!(a + 1), r!(a + 2)));
                     r!(a + 2) = Value::Int(step);
-                    if (step > 0 && start >= end) || (step < 0 && start <= end) {
+                    let incl = ins.op_byte() == opc::ForPrepIncl;
+                    if !ops::in_range(start, end, step, incl) {
                         pc = (pc as isize + ins.sbx()) as usize;
                     } else {
                         r!(a) = Value::Int(start);
@@ -500,13 +501,14 @@ impl Vm {
                         r!(a + 3) = Value::Int(start);
                     }
                 }
-                opc::ForLoop => {
+                opc::ForLoop | opc::ForLoopIncl => {
                     let a = ins.a();
                     if let (Value::Int(i), Value::Int(end), Value::Int(step)) =
                         (r!(a), r!(a + 1), r!(a + 2))
                     {
+                        let incl = ins.op_byte() == opc::ForLoopIncl;
                         if let Some(next) = i.checked_add(step) {
-                            if (step > 0 && next < end) || (step < 0 && next > end) {
+                            if ops::in_range(next, end, step, incl) {
                                 r!(a) = Value::Int(next);
                                 r!(a + 3) = Value::Int(next);
                                 pc = (pc as isize + ins.sbx()) as usize;
@@ -693,10 +695,12 @@ impl Vm {
                     let mut s = String::new();
                     for i in 0..ins.c() {
                         let v = r!(ins.b() + i);
-                        match v {
-                            Value::Str(g) => s.push_str(&g.get(&self.heap).text),
-                            _ => s.push_str(&self.display(v)),
-                        }
+                        let part = match v {
+                            Value::Str(g) => g.get(&self.heap).text.clone(),
+                            _ => self.display(v).into(),
+                        };
+                        check!(ops::check_string_size(s.len() + part.len()));
+                        s.push_str(&part);
                     }
                     r!(ins.a()) = self.new_string(s);
                 }

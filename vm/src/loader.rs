@@ -122,12 +122,13 @@ impl<'p> Loader<'p> {
                 None,
             )]);
         }
-        let text = std::fs::read_to_string(&shown).map_err(|e| {
+        let bytes = std::fs::read(&shown).map_err(|e| {
             vec![Diagnostic::new(
                 format!("cannot import \"{rel}\": {e}"),
                 None,
             )]
         })?;
+        let text = decode_source(&shown_str, bytes).map_err(|d| vec![d])?;
         let stem = shown
             .file_stem()
             .map_or_else(|| shown_str.clone(), |s| s.to_string_lossy().into_owned());
@@ -164,6 +165,20 @@ impl<'p> Loader<'p> {
             format!("unknown module `{name}` (to import a file, write: import {name} from \"./{name}.kn\")")
         }
     }
+}
+
+/// Source text from a file's bytes; bytes that are not UTF-8 are a positioned compile
+/// error (at the first bad byte).
+pub fn decode_source(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+        let file = SourceFile::new(name, text);
+        Diagnostic::new(
+            "invalid UTF-8 in source file",
+            Some((file, crate::source::Span::new(at, at + 1))),
+        )
+    })
 }
 
 /// The file name shown in import-cycle messages.

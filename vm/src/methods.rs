@@ -597,7 +597,7 @@ fn range_contains(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let r = r.get(&vm.heap);
     let offset = x as i128 - r.start as i128;
     let step = r.step as i128;
-    let hit = offset % step == 0 && (0..r.len() as i128).contains(&(offset / step));
+    let hit = offset % step == 0 && (0..r.exact_len() as i128).contains(&(offset / step));
     Ok(Value::Bool(hit))
 }
 

@@ -139,9 +139,9 @@ pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault>
     if op == Arith::Add {
         match (a, b) {
             (Value::Str(_), _) | (_, Value::Str(_)) => {
-                let mut s = vm.display(a);
-                s.push_str(&vm.display(b));
-                return Ok(vm.new_string(s));
+                let (x, y) = (vm.display(a), vm.display(b));
+                check_string_size(x.len() + y.len())?;
+                return Ok(vm.new_string(x + &y));
             }
             (Value::Array(x), Value::Array(y)) => {
                 let mut items = x.get(&vm.heap).items.clone();
@@ -154,6 +154,16 @@ pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault>
     Err(Fault::Error(
         op.describe(a.type_name(&vm.heap), b.type_name(&vm.heap)),
     ))
+}
+
+/// Strings built by `+` and interpolation share the natives' size cap, so a runaway
+/// doubling ends in a catchable error rather than a failed allocation.
+pub fn check_string_size(len: usize) -> Result<(), Fault> {
+    if len > crate::builtins::MAX_STRING_BYTES {
+        Err(fault!("string too large"))
+    } else {
+        Ok(())
+    }
 }
 
 /// `& | ^ << >>` on ints.
@@ -287,6 +297,17 @@ pub fn range_ints(heap: &Heap, s: Value, e: Value, step: Value) -> Result<(i64, 
                 bad.type_name(heap)
             ))
         }
+    }
+}
+
+/// Whether a numeric loop at `i` (stepping by `step`, never 0) has not passed `end`.
+#[inline]
+pub fn in_range(i: i64, end: i64, step: i64, inclusive: bool) -> bool {
+    match (step > 0, inclusive) {
+        (true, false) => i < end,
+        (true, true) => i <= end,
+        (false, false) => i > end,
+        (false, true) => i >= end,
     }
 }
 

@@ -427,6 +427,11 @@ impl Range {
 
     /// The number of values the range yields.
     pub fn len(&self) -> u64 {
+        u64::try_from(self.exact_len()).unwrap_or(u64::MAX)
+    }
+
+    /// The exact count (`min..=max` has 2^64 values, one more than a u64 holds).
+    pub fn exact_len(&self) -> u128 {
         let (s, e, st) = (self.start as i128, self.end as i128, self.step as i128);
         let e = if self.inclusive { e + st.signum() } else { e };
         let n = if st > 0 {
@@ -434,7 +439,7 @@ impl Range {
         } else {
             (s - e - st - 1).div_euclid(-st)
         };
-        n.max(0) as u64
+        n.max(0) as u128
     }
 
     pub fn nth(&self, i: u64) -> i64 {
