@@ -754,12 +754,11 @@ impl<'a, 'f> Translator<'a, 'f> {
         let nonzero = self.b.ins().icmp_imm_s(IntCC::NotEqual, step, 0);
         self.guard(nonzero, pc);
         let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
-        let empty_up = self
-            .b
-            .ins()
-            .icmp(IntCC::SignedGreaterThanOrEqual, start, end);
-        let empty_down = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, start, end);
-        let empty = self.b.ins().select(up, empty_up, empty_down);
+        let (in_up, in_down) = Self::range_ccs(inclusive);
+        let inside_up = self.b.ins().icmp(in_up, start, end);
+        let inside_down = self.b.ins().icmp(in_down, start, end);
+        let inside = self.b.ins().select(up, inside_up, inside_down);
+        let empty = self.b.ins().bxor_imm_s(inside, 1);
         self.def(a, Ty::Int, start);
         self.def(a + 1, Ty::Int, end);
         self.def(a + 2, Ty::Int, step);
