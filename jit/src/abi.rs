@@ -16,12 +16,15 @@
 
 use std::mem::offset_of;
 
-use kiln_vm::value::{tag, Closure, ModuleObj, Value};
+use kiln_vm::value::{tag, Array, Closure, Instance, ModuleObj, StructType, Value};
 
 /// The function returned; its value is in `regs[-1]`.
 pub const RETURNED: u32 = 0;
 /// The function stopped; the interpreter resumes (see the module docs).
 pub const EXITED: u32 = 1;
+/// Set in `exit_pc` when the exit is at an instruction compiled code does not handle
+/// (expected), rather than a failed guard (a speculation that went wrong).
+pub const EXPECTED_EXIT: i64 = 1 << 32;
 
 /// State shared by every compiled frame of one entry from the interpreter.
 #[repr(C)]
@@ -65,6 +68,8 @@ pub const TAG_BOOL: i64 = tag::BOOL as i64;
 pub const TAG_INT: i64 = tag::INT as i64;
 pub const TAG_FLOAT: i64 = tag::FLOAT as i64;
 pub const TAG_FUNC: i64 = tag::FUNC as i64;
+pub const TAG_ARRAY: i64 = tag::ARRAY as i64;
+pub const TAG_STRUCT: i64 = tag::STRUCT as i64;
 pub const TAG_UNDEF: i64 = tag::UNDEF as i64;
 
 /// Where a closure's proto id is, from the closure handle's address.
@@ -97,6 +102,113 @@ pub unsafe extern "C" fn module_vars(module: u64) -> *mut Value {
     // SAFETY: the caller guarantees `module` is a live module cell, whose object starts
     // PAYLOAD_OFFSET bytes in; we only take the address of its variables' buffer.
     unsafe { (*obj).vars.as_mut_ptr() }
+}
+
+/// Helpers for element and field access. Each returns 0 when it did the access and 1
+/// when compiled code must exit so the interpreter does it (an index out of range, an
+/// unknown field, an annotated field): the interpreter then raises the right error.
+/// None of them allocates, so no collection can start.
+///
+/// # Safety
+/// (This contract covers all four access helpers.) `obj` is the address of a live cell of the type the caller checked by its tag (an
+/// `Array` or an `Instance`); `out`/`value` point to a `Value` slot in the register
+/// window; `name` and `len` describe a string constant of the running program. No Rust
+/// reference to these objects is alive while compiled code runs.
+pub unsafe extern "C" fn array_get(obj: u64, index: i64, out: *mut Value) -> u32 {
+    // SAFETY: see the section above: `obj` is a live array cell.
+    let items = unsafe { &(*((obj as usize + kiln_gc::PAYLOAD_OFFSET) as *const Array)).items };
+    match kiln_vm::ops::array_slot(items.len(), index) {
+        Some(i) => {
+            // SAFETY: `out` is a window slot (see above).
+            unsafe { out.write(items[i]) };
+            0
+        }
+        None => 1,
+    }
+}
+
+/// See [`array_get`].
+///
+/// # Safety
+/// As for [`array_get`].
+pub unsafe extern "C" fn array_set(obj: u64, index: i64, value: *const Value) -> u32 {
+    // SAFETY: `obj` is a live array cell, nothing else refers to it while this runs.
+    let items = unsafe { &mut (*((obj as usize + kiln_gc::PAYLOAD_OFFSET) as *mut Array)).items };
+    match kiln_vm::ops::array_slot(items.len(), index) {
+        Some(i) => {
+            // SAFETY: `value` is a window slot holding a valid Value.
+            items[i] = unsafe { value.read() };
+            0
+        }
+        None => 1,
+    }
+}
+
+/// The slot of field `name` in the instance `obj`, if it has one.
+///
+/// # Safety
+/// As for [`array_get`].
+unsafe fn field_slot(obj: u64, name: *const u8, len: usize) -> Option<(*mut Instance, usize)> {
+    let inst = (obj as usize + kiln_gc::PAYLOAD_OFFSET) as *mut Instance;
+    // SAFETY: `obj` is a live instance cell; its type handle points to a live type cell;
+    // `name`/`len` are a string constant's bytes (valid UTF-8).
+    unsafe {
+        let ty = &*(((*inst).ty.addr() + kiln_gc::PAYLOAD_OFFSET) as *const StructType);
+        let name = std::str::from_utf8_unchecked(std::slice::from_raw_parts(name, len));
+        let i = ty.field_index(name)?;
+        ty.field_types[i].is_none().then_some((inst, i))
+    }
+}
+
+/// See [`array_get`].
+///
+/// # Safety
+/// As for [`array_get`].
+pub unsafe extern "C" fn field_get(obj: u64, name: *const u8, len: usize, out: *mut Value) -> u32 {
+    // SAFETY: forwarded contract.
+    match unsafe { field_slot(obj, name, len) } {
+        Some((inst, i)) => {
+            // SAFETY: `inst` is live and `i` in range; `out` is a window slot.
+            unsafe { out.write((&(*inst).fields)[i]) };
+            0
+        }
+        None => 1,
+    }
+}
+
+/// See [`array_get`].
+///
+/// # Safety
+/// As for [`array_get`].
+pub unsafe extern "C" fn field_set(
+    obj: u64,
+    name: *const u8,
+    len: usize,
+    value: *const Value,
+) -> u32 {
+    // SAFETY: forwarded contract.
+    match unsafe { field_slot(obj, name, len) } {
+        Some((inst, i)) => {
+            // SAFETY: `inst` is live, `i` in range, `value` a window slot.
+            unsafe { (&mut (*inst).fields)[i] = value.read() };
+            0
+        }
+        None => 1,
+    }
+}
+
+/// libm functions compiled code calls for `math.sin` etc.
+pub extern "C" fn sin(x: f64) -> f64 {
+    x.sin()
+}
+pub extern "C" fn cos(x: f64) -> f64 {
+    x.cos()
+}
+pub extern "C" fn exp(x: f64) -> f64 {
+    x.exp()
+}
+pub extern "C" fn ln(x: f64) -> f64 {
+    x.ln()
 }
 
 /// `a % b` for floats with the divisor's sign (Cranelift has no `fmod`).

@@ -23,6 +23,9 @@ pub enum Ty {
     Float,
     /// In the window, type unknown.
     Mem,
+    /// In the window, known to be the standard `math` module (its functions compile
+    /// to intrinsics).
+    Math,
 }
 
 impl Ty {
@@ -35,7 +38,18 @@ impl Ty {
     }
 
     pub fn is_typed(self) -> bool {
-        !matches!(self, Ty::Unset | Ty::Mem)
+        !matches!(self, Ty::Unset | Ty::Mem | Ty::Math)
+    }
+
+    /// Type unknown, value in the window: memory registers, and registers no path
+    /// here has written (at a loop entry they hold whatever the interpreter left).
+    pub fn unknown(self) -> bool {
+        matches!(self, Ty::Mem | Ty::Unset)
+    }
+
+    /// In the window (not unboxed): values the compiler does not hold in registers.
+    pub fn in_memory(self) -> bool {
+        matches!(self, Ty::Mem | Ty::Math)
     }
 
     fn is_number(self) -> bool {
@@ -67,6 +81,25 @@ pub fn const_ty(proto: &Proto, i: usize) -> Option<Ty> {
     }
 }
 
+/// What the analysis knows beyond the bytecode.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// Observed types of the first registers (the parameters).
+    pub hints: Vec<Ty>,
+    /// Module variable slots bound to the standard `math` module.
+    pub math_slots: Vec<u16>,
+}
+
+/// `math` functions compiled inline: name, arguments.
+pub const MATH_INTRINSICS: &[(&str, usize)] = &[
+    ("sqrt", 1),
+    ("abs", 1),
+    ("sin", 1),
+    ("cos", 1),
+    ("exp", 1),
+    ("log", 1),
+];
+
 /// Observed types of the parameters (from the interpreter's tags) as guesses.
 pub fn hints_from_tags(tags: &[u8]) -> Vec<Ty> {
     tags.iter()
@@ -84,9 +117,9 @@ pub fn hints_from_tags(tags: &[u8]) -> Vec<Ty> {
 /// partner's number type, else int.
 fn guess(t: Ty, hint: Ty, partner: Ty) -> Ty {
     match t {
-        Ty::Mem if hint.is_number() => hint,
-        Ty::Mem if partner.is_number() => partner,
-        Ty::Mem => Ty::Int,
+        Ty::Mem | Ty::Unset if hint.is_number() => hint,
+        Ty::Mem | Ty::Unset if partner.is_number() => partner,
+        Ty::Mem | Ty::Unset => Ty::Int,
         t => t,
     }
 }
@@ -94,7 +127,7 @@ fn guess(t: Ty, hint: Ty, partner: Ty) -> Ty {
 /// The operand types two numeric operands (registers `ra`, `rb`; `rb` may be a
 /// constant, with no hint) take after their guards.
 pub fn guess_numbers(a: Ty, b: Ty, ha: Ty, hb: Ty) -> Option<(Ty, Ty)> {
-    let ga = guess(a, ha, if b == Ty::Mem { hb } else { b });
+    let ga = guess(a, ha, if b.unknown() { hb } else { b });
     let gb = guess(b, hb, ga);
     (ga.is_number() && gb.is_number()).then_some((ga, gb))
 }
@@ -124,10 +157,11 @@ fn jump_target(pc: usize, offset: isize) -> usize {
 /// Applies instruction `pc` to `st` (register types before it; after it on return) and
 /// says where control goes. This is the single description of what compiles: the
 /// translator follows it exactly.
-pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
+pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow {
     let ins = proto.code[pc];
     let (a, b, c) = (ins.a(), ins.b(), ins.c());
-    let hint = |r: usize| hints.get(r).copied().unwrap_or(Ty::Unset);
+    let hint = |r: usize| facts.hints.get(r).copied().unwrap_or(Ty::Unset);
+    let index_ok = |t: Ty| t == Ty::Int || t.unknown();
     match ins.op_byte() {
         opc::Move => st[a] = st[b],
         opc::LoadK => match const_ty(proto, ins.bx()) {
@@ -139,7 +173,44 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
             st[a..=a + b].fill(Ty::Nil);
         }
         opc::LoadTrue | opc::LoadFalse => st[a] = Ty::Bool,
-        opc::GetModule => st[a] = Ty::Mem,
+        opc::GetModule => {
+            st[a] = if facts.math_slots.contains(&(ins.bx() as u16)) {
+                Ty::Math
+            } else {
+                Ty::Mem
+            }
+        }
+        opc::GetIndex => {
+            if !st[b].unknown() || !index_ok(st[c]) {
+                return Flow::Exit;
+            }
+            st[c] = Ty::Int;
+            st[a] = Ty::Mem;
+        }
+        opc::SetIndex => {
+            if !st[a].unknown() || !index_ok(st[b]) {
+                return Flow::Exit;
+            }
+            st[b] = Ty::Int;
+        }
+        opc::GetField => {
+            if !st[b].unknown() {
+                return Flow::Exit;
+            }
+            st[a] = Ty::Mem;
+        }
+        opc::SetField => {
+            if !st[a].unknown() {
+                return Flow::Exit;
+            }
+        }
+        opc::CallMethod => {
+            let Some((_, result)) = math_call(proto, ins, st, facts) else {
+                return Flow::Exit;
+            };
+            st[a..].fill(Ty::Unset);
+            st[a] = result;
+        }
         opc::SetModule => {}
         opc::Add | opc::Sub | opc::Mul | opc::Div | opc::IDiv | opc::Mod => {
             let Some((x, y)) = guess_numbers(st[b], st[c], hint(b), hint(c)) else {
@@ -159,7 +230,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
             st[a] = arith_result(ins.op_byte(), x, y);
         }
         opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
-            if !matches!(st[b], Ty::Int | Ty::Mem) || !matches!(st[c], Ty::Int | Ty::Mem) {
+            if !(st[b] == Ty::Int || st[b].unknown()) || !(st[c] == Ty::Int || st[c].unknown()) {
                 return Flow::Exit;
             }
             (st[b], st[c], st[a]) = (Ty::Int, Ty::Int, Ty::Int);
@@ -172,7 +243,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
             (st[b], st[a]) = (t, t);
         }
         opc::BNot => {
-            if !matches!(st[b], Ty::Int | Ty::Mem) {
+            if !(st[b] == Ty::Int || st[b].unknown()) {
                 return Flow::Exit;
             }
             (st[b], st[a]) = (Ty::Int, Ty::Int);
@@ -202,7 +273,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
             return branch(proto, pc);
         }
         opc::ForPrep | opc::ForPrepIncl => {
-            if st[a..a + 3].iter().any(|t| !matches!(t, Ty::Int | Ty::Mem)) {
+            if st[a..a + 3].iter().any(|t| !(*t == Ty::Int || t.unknown())) {
                 return Flow::Exit;
             }
             st[a..a + 4].fill(Ty::Int);
@@ -212,6 +283,11 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
             };
         }
         opc::ForLoop | opc::ForLoopIncl => {
+            // Entered from the interpreter, the counters are in the window.
+            if st[a..a + 3].iter().any(|t| !(*t == Ty::Int || t.unknown())) {
+                return Flow::Exit;
+            }
+            st[a..a + 4].fill(Ty::Int);
             return Flow::Branch {
                 taken: jump_target(pc, ins.sbx()),
                 skip: pc + 1,
@@ -231,7 +307,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
             let Some(t) = check_ty(&check.ann.kind) else {
                 return Flow::Exit;
             };
-            if st[a] != Ty::Mem && st[a] != t {
+            if !st[a].unknown() && st[a] != t {
                 return Flow::Exit;
             }
             st[a] = t;
@@ -246,6 +322,31 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], hints: &[Ty]) -> Flow {
         _ => return Flow::Exit,
     }
     Flow::Next
+}
+
+/// For `math.f(x)` with an intrinsic `f`: the argument's type after its guard and the
+/// result's type.
+pub fn math_call(proto: &Proto, ins: Instr, st: &[Ty], facts: &Facts) -> Option<(Ty, Ty)> {
+    let (a, nargs) = (ins.a(), ins.b());
+    if st.get(a + 1) != Some(&Ty::Math) {
+        return None;
+    }
+    let Constant::Str(name) = proto.consts.get(ins.c())? else {
+        return None;
+    };
+    MATH_INTRINSICS
+        .iter()
+        .find(|(n, arity)| **n == **name && *arity == nargs)?;
+    let arg = guess(
+        st[a + 2],
+        facts.hints.get(a + 2).copied().unwrap_or(Ty::Unset),
+        Ty::Float,
+    );
+    if !arg.is_number() {
+        return None;
+    }
+    let result = if &**name == "abs" { arg } else { Ty::Float };
+    Some((arg, result))
 }
 
 /// A test and its paired jump.
@@ -279,13 +380,12 @@ pub struct Analysis {
     pub leaders: Vec<bool>,
     /// Loop headers: targets of backward jumps, where the interpreter may enter.
     pub headers: Vec<usize>,
-    /// The observed types the guesses used.
-    pub hints: Vec<Ty>,
+    /// What the guesses used.
+    pub facts: Facts,
 }
 
 /// Analyses `proto`: types from the function entry, liveness, blocks and loop headers.
-/// `hints` are observed types of the first registers (the parameters).
-pub fn analyse(proto: &Proto, hints: &[Ty]) -> Analysis {
+pub fn analyse(proto: &Proto, facts: &Facts) -> Analysis {
     let n = proto.code.len();
     let regs = proto.max_regs as usize;
     let mut types: Vec<Option<Vec<Ty>>> = vec![None; n];
@@ -297,11 +397,61 @@ pub fn analyse(proto: &Proto, hints: &[Ty]) -> Analysis {
         *t = Ty::Mem;
     }
     types[0] = Some(entry);
-    let mut work = vec![0usize];
     let mut flows = vec![Flow::Exit; n];
+    let headers = loop_headers(proto);
+    fixpoint(proto, facts, &mut types, &mut flows, vec![0]);
+    // A loop the function start does not reach (an earlier instruction exits) can
+    // still be entered from the interpreter: analyse it from "nothing known".
+    for &h in &headers {
+        if types[h].is_none() {
+            types[h] = Some(vec![Ty::Unset; regs]);
+            fixpoint(proto, facts, &mut types, &mut flows, vec![h]);
+        }
+    }
+    let mut leaders = vec![false; n + 1];
+    leaders[0] = true;
+    for &h in &headers {
+        leaders[h] = true;
+    }
+    for pc in 0..n {
+        if types[pc].is_none() {
+            continue;
+        }
+        if !matches!(flows[pc], Flow::Next) {
+            leaders[pc + 1] = true;
+        }
+        for s in successors(pc, flows[pc]) {
+            if s != pc + 1 || !matches!(flows[pc], Flow::Next) {
+                leaders[s.min(n)] = true;
+            }
+        }
+    }
+    let headers = headers
+        .into_iter()
+        .filter(|&h| types[h].is_some())
+        .collect();
+    let live = liveness(proto, &types, &flows);
+    Analysis {
+        types,
+        live,
+        leaders,
+        headers,
+        facts: facts.clone(),
+    }
+}
+
+/// Runs the type dataflow from `work` until nothing changes.
+fn fixpoint(
+    proto: &Proto,
+    facts: &Facts,
+    types: &mut [Option<Vec<Ty>>],
+    flows: &mut [Flow],
+    mut work: Vec<usize>,
+) {
+    let n = proto.code.len();
     while let Some(pc) = work.pop() {
         let mut st = types[pc].clone().expect("queued pcs have a state");
-        let flow = transfer(proto, pc, &mut st, hints);
+        let flow = transfer(proto, pc, &mut st, facts);
         flows[pc] = flow;
         for s in successors(pc, flow) {
             if s >= n {
@@ -327,34 +477,22 @@ pub fn analyse(proto: &Proto, hints: &[Ty]) -> Analysis {
             }
         }
     }
-    let mut leaders = vec![false; n + 1];
-    leaders[0] = true;
+}
+
+/// Targets of backward jumps: where loops start, and where the interpreter may enter.
+fn loop_headers(proto: &Proto) -> Vec<usize> {
     let mut headers = Vec::new();
-    for pc in 0..n {
-        if types[pc].is_none() {
-            continue;
-        }
-        let succ = successors(pc, flows[pc]);
-        if !matches!(flows[pc], Flow::Next) {
-            leaders[pc + 1] = true;
-        }
-        for s in succ {
-            if s != pc + 1 || !matches!(flows[pc], Flow::Next) {
-                leaders[s.min(n)] = true;
-            }
-            if s <= pc && !headers.contains(&s) {
-                headers.push(s);
-            }
+    for (pc, ins) in proto.code.iter().enumerate() {
+        let target = match ins.op_byte() {
+            opc::Jmp => pc as isize + 1 + ins.sj(),
+            opc::ForLoop | opc::ForLoopIncl => pc as isize + 1 + ins.sbx(),
+            _ => continue,
+        };
+        if target >= 0 && (target as usize) <= pc && !headers.contains(&(target as usize)) {
+            headers.push(target as usize);
         }
     }
-    let live = liveness(proto, &types, &flows);
-    Analysis {
-        types,
-        live,
-        leaders,
-        headers,
-        hints: hints.to_vec(),
-    }
+    headers
 }
 
 /// Backward liveness. An exit makes every register live (the interpreter may read any).
@@ -432,6 +570,11 @@ fn reads_writes(ins: Instr, regs: usize) -> (Vec<usize>, Vec<usize>) {
         opc::ForPrep | opc::ForPrepIncl => ((a..a + 3).collect(), vec![a + 3]),
         opc::ForLoop | opc::ForLoopIncl => ((a..a + 3).collect(), vec![a, a + 3]),
         opc::CheckType => (vec![a], vec![a]),
+        opc::GetIndex => (vec![b, c], vec![a]),
+        opc::SetIndex => (vec![a, b, c], vec![]),
+        opc::GetField => (vec![b], vec![a]),
+        opc::SetField => (vec![a, c], vec![]),
+        opc::CallMethod => ((a + 1..=a + 1 + b).collect(), all_from(a)),
         // The callee and its arguments are read; everything from the call slot up is
         // clobbered by the callee's frame.
         opc::Call => ((a..=a + b).collect(), all_from(a)),
@@ -486,7 +629,7 @@ mod loop_tests {
     fn loops_have_headers() {
         let p = compile("fn f(n) { let s = 0\n for i in 0..n { s += i }\n let j = 0\n while j < n { j += 1 }\n s }");
         let proto = p.protos.iter().find(|p| &*p.name == "f").unwrap();
-        let an = analyse(proto, &[]);
+        let an = analyse(proto, &Facts::default());
         assert_eq!(an.headers.len(), 2, "{:?}", an.headers);
     }
 }

@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, O
 use std::sync::Arc;
 use std::time::Instant;
 
-use cranelift_codegen::ir::types::{I32, I64};
-use cranelift_codegen::ir::{AbiParam, Signature, UserFuncName};
+use cranelift_codegen::ir::types::{F64, I32, I64};
+use cranelift_codegen::ir::{AbiParam, FuncRef, Signature, Type, UserFuncName};
 use cranelift_codegen::isa::CallConv;
 use cranelift_codegen::settings::Configurable;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, Linkage, Module};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use crossbeam_channel::{Receiver, Sender};
 use kiln_vm::program::{Program, ProtoId};
 use kiln_vm::tier::{CompiledCode, Materialize, Tier, TierExit};
@@ -166,8 +166,85 @@ struct Jit {
     /// The program the tables describe (compiled calls only reach its protos).
     program: Option<*const Program>,
     proto_sig: Signature,
-    module_vars: cranelift_module::FuncId,
-    float_mod: cranelift_module::FuncId,
+    imports: Imports,
+}
+
+/// Rust functions generated code calls.
+struct Imports {
+    module_vars: FuncId,
+    float_mod: FuncId,
+    array_get: FuncId,
+    array_set: FuncId,
+    field_get: FuncId,
+    field_set: FuncId,
+    math: [FuncId; 4],
+}
+
+impl Imports {
+    /// Registers every helper's address and declares it to the module.
+    fn declare(builder: &mut JITBuilder) -> impl FnOnce(&mut JITModule) -> Option<Imports> {
+        let syms: [(&str, *const u8); 10] = [
+            ("kiln_module_vars", abi::module_vars as *const u8),
+            ("kiln_float_mod", abi::float_mod as *const u8),
+            ("kiln_array_get", abi::array_get as *const u8),
+            ("kiln_array_set", abi::array_set as *const u8),
+            ("kiln_field_get", abi::field_get as *const u8),
+            ("kiln_field_set", abi::field_set as *const u8),
+            ("kiln_sin", abi::sin as *const u8),
+            ("kiln_cos", abi::cos as *const u8),
+            ("kiln_exp", abi::exp as *const u8),
+            ("kiln_log", abi::ln as *const u8),
+        ];
+        for (name, ptr) in syms {
+            builder.symbol(name, ptr);
+        }
+        |module: &mut JITModule| {
+            let cc = module.isa().default_call_conv();
+            let sig = |params: &[Type], ret: Type| {
+                let mut s = Signature::new(cc);
+                s.params.extend(params.iter().map(|t| AbiParam::new(*t)));
+                s.returns.push(AbiParam::new(ret));
+                s
+            };
+            let mut declare =
+                |name: &str, s: Signature| module.declare_function(name, Linkage::Import, &s).ok();
+            Some(Imports {
+                module_vars: declare("kiln_module_vars", sig(&[I64], I64))?,
+                float_mod: declare("kiln_float_mod", sig(&[F64, F64], F64))?,
+                array_get: declare("kiln_array_get", sig(&[I64, I64, I64], I32))?,
+                array_set: declare("kiln_array_set", sig(&[I64, I64, I64], I32))?,
+                field_get: declare("kiln_field_get", sig(&[I64, I64, I64, I64], I32))?,
+                field_set: declare("kiln_field_set", sig(&[I64, I64, I64, I64], I32))?,
+                math: [
+                    declare("kiln_sin", sig(&[F64], F64))?,
+                    declare("kiln_cos", sig(&[F64], F64))?,
+                    declare("kiln_exp", sig(&[F64], F64))?,
+                    declare("kiln_log", sig(&[F64], F64))?,
+                ],
+            })
+        }
+    }
+
+    /// The helpers as seen from one function being built.
+    fn refs(
+        &self,
+        module: &mut JITModule,
+        func: &mut cranelift_codegen::ir::Function,
+    ) -> [FuncRef; 10] {
+        let ids = [
+            self.module_vars,
+            self.float_mod,
+            self.array_get,
+            self.array_set,
+            self.field_get,
+            self.field_set,
+            self.math[0],
+            self.math[1],
+            self.math[2],
+            self.math[3],
+        ];
+        ids.map(|id| module.declare_func_in_func(id, func))
+    }
 }
 
 impl Jit {
@@ -180,27 +257,10 @@ impl Jit {
             .finish(cranelift_codegen::settings::Flags::new(flags))
             .ok()?;
         let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
-        builder.symbol("kiln_module_vars", abi::module_vars as *const u8);
-        builder.symbol("kiln_float_mod", abi::float_mod as *const u8);
+        let declare = Imports::declare(&mut builder);
         let mut module = JITModule::new(builder);
-        let cc = module.isa().default_call_conv();
-        let proto_sig = proto_signature(cc);
-        let mut mv = Signature::new(cc);
-        mv.params.push(AbiParam::new(I64));
-        mv.returns.push(AbiParam::new(I64));
-        let module_vars = module
-            .declare_function("kiln_module_vars", Linkage::Import, &mv)
-            .ok()?;
-        let mut fm = Signature::new(cc);
-        fm.params
-            .push(AbiParam::new(cranelift_codegen::ir::types::F64));
-        fm.params
-            .push(AbiParam::new(cranelift_codegen::ir::types::F64));
-        fm.returns
-            .push(AbiParam::new(cranelift_codegen::ir::types::F64));
-        let float_mod = module
-            .declare_function("kiln_float_mod", Linkage::Import, &fm)
-            .ok()?;
+        let imports = declare(&mut module)?;
+        let proto_sig = proto_signature(module.isa().default_call_conv());
         Some(Jit {
             module,
             fctx: FunctionBuilderContext::new(),
@@ -209,8 +269,7 @@ impl Jit {
             tables: Arc::new(Tables::new()),
             program: None,
             proto_sig,
-            module_vars,
-            float_mod,
+            imports,
         })
     }
 
@@ -240,7 +299,18 @@ impl Jit {
             Some(_) => return self.refuse(program, id, "the tier already serves another program"),
         }
         let started = Instant::now();
-        let an = infer::analyse(proto, &infer::hints_from_tags(params));
+        let math = program
+            .module(proto.module)
+            .std_imports
+            .iter()
+            .filter(|(_, m)| &**m == "math")
+            .map(|(slot, _)| *slot)
+            .collect();
+        let facts = infer::Facts {
+            hints: infer::hints_from_tags(params),
+            math_slots: math,
+        };
+        let an = infer::analyse(proto, &facts);
         if an.types[0].is_none() {
             return self.refuse(program, id, "no code");
         }
@@ -249,12 +319,17 @@ impl Jit {
         ctx.func.name = UserFuncName::user(0, id.0);
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
-            let module_vars = self.module.declare_func_in_func(self.module_vars, b.func);
-            let float_mod = self.module.declare_func_in_func(self.float_mod, b.func);
+            let [module_vars, float_mod, array_get, array_set, field_get, field_set, sin, cos, exp, log] =
+                self.imports.refs(&mut self.module, b.func);
             let proto_sig = b.import_signature(self.proto_sig.clone());
             let helpers = translate::Helpers {
                 module_vars,
                 float_mod,
+                array_get,
+                array_set,
+                field_get,
+                field_set,
+                math: [sin, cos, exp, log],
                 proto_sig,
             };
             let b = translate::Translator::new(b, proto, &an, helpers).translate();
@@ -308,6 +383,7 @@ impl Jit {
             headers,
             tables: self.tables.clone(),
             exits: AtomicU32::new(0),
+            last_exit: AtomicU32::new(0),
             disabled: AtomicBool::new(false),
             counters: self.counters.clone(),
             verbose: self.options.verbose,
@@ -340,6 +416,7 @@ struct JitCode {
     headers: Vec<u32>,
     tables: Arc<Tables>,
     exits: AtomicU32,
+    last_exit: AtomicU32,
     disabled: AtomicBool,
     counters: Arc<Counters>,
     verbose: bool,
@@ -414,8 +491,10 @@ impl CompiledCode for JitCode {
             // resume pc, a window pointer into the stack and a copy of a live closure
             // value), within the reserved capacity.
             unsafe { shadow.set_len(ctx.shadow_len as usize) };
-            self.note_exit();
             let exit_pc = ctx.exit_pc as u32;
+            if ctx.exit_pc & abi::EXPECTED_EXIT as u64 == 0 {
+                self.note_exit(exit_pc, !shadow.is_empty());
+            }
             let resume = |i: usize| shadow.get(i).map_or(exit_pc, |s| s.resume_pc as u32);
             let frames = shadow
                 .iter()
@@ -435,10 +514,22 @@ impl CompiledCode for JitCode {
 }
 
 impl JitCode {
-    fn note_exit(&self) {
+    fn note_exit(&self, pc: u32, in_callee: bool) {
         self.counters.exits.fetch_add(1, Ordering::Relaxed);
         let n = self.exits.fetch_add(1, Ordering::Relaxed) + 1;
+        self.last_exit.store(pc, Ordering::Relaxed);
         if n == params::MAX_EXITS {
+            if self.verbose {
+                let whose = if in_callee {
+                    "a compiled callee"
+                } else {
+                    "itself"
+                };
+                eprintln!(
+                    "jit: {} keeps exiting (last at pc {pc} of {whose})",
+                    self.name
+                );
+            }
             // Neither the interpreter nor compiled callers enter it any more.
             self.disabled.store(true, Ordering::Relaxed);
             self.tables.code[self.index].store(0, Ordering::Release);

@@ -21,6 +21,12 @@ use crate::infer::{self, Analysis, Flow, Ty};
 pub struct Helpers {
     pub module_vars: FuncRef,
     pub float_mod: FuncRef,
+    pub array_get: FuncRef,
+    pub array_set: FuncRef,
+    pub field_get: FuncRef,
+    pub field_set: FuncRef,
+    /// `math` functions that are calls to libm: sin, cos, exp, log.
+    pub math: [FuncRef; 4],
     /// The signature of compiled functions, for calls through the code table.
     pub proto_sig: SigRef,
 }
@@ -33,11 +39,13 @@ enum Pending {
         spills: Vec<(usize, Ty)>,
         target: usize,
     },
-    /// Store every typed register of `state` and leave, resuming at `pc`.
+    /// Store every typed register of `state` and leave, resuming at `pc`. `expected`
+    /// exits (instructions not compiled) are not speculation failures.
     Exit {
         block: Block,
         state: Vec<Ty>,
         pc: usize,
+        expected: bool,
     },
 }
 
@@ -75,7 +83,7 @@ fn tag_of(t: Ty) -> i64 {
         Ty::Bool => TAG_BOOL,
         Ty::Int => TAG_INT,
         Ty::Float => TAG_FLOAT,
-        Ty::Unset | Ty::Mem => unreachable!("only typed registers have a tag"),
+        Ty::Unset | Ty::Mem | Ty::Math => unreachable!("only typed registers have a tag"),
     }
 }
 
@@ -257,8 +265,13 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// to have the type the analysis gave it and loaded; an int is converted if a float
     /// is wanted.
     fn num(&mut self, r: usize, want: Ty, pc: usize) -> ir::Value {
-        if self.st[r] == Ty::Mem {
-            let t = self.after[r];
+        let t = self.after[r];
+        self.num_as(r, t, want, pc)
+    }
+
+    /// Register `r` as `want`, a memory register being checked to be `t` first.
+    fn num_as(&mut self, r: usize, t: Ty, want: Ty, pc: usize) -> ir::Value {
+        if self.st[r].unknown() {
             let tag = self.load_tag(r);
             let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
             self.guard(ok, pc);
@@ -300,8 +313,8 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let v = self.b.use_var(self.vi[r]);
                 self.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0)
             }
-            Ty::Int | Ty::Float | Ty::Unset => self.b.ins().iconst(I8, 1),
-            Ty::Mem => {
+            Ty::Int | Ty::Float | Ty::Math => self.b.ins().iconst(I8, 1),
+            Ty::Mem | Ty::Unset => {
                 let tag = self.load_tag(r);
                 let is_nil = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_NIL);
                 let is_bool = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_BOOL);
@@ -325,7 +338,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             .iter()
             .zip(to)
             .enumerate()
-            .filter(|(_, (from, to))| from.is_typed() && **to == Ty::Mem)
+            .filter(|(_, (from, to))| from.is_typed() && to.in_memory())
             .map(|(r, (from, _))| (r, *from))
             .collect()
     }
@@ -364,27 +377,28 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// Continues only if `ok`; otherwise a side exit resuming at `pc` (the state is
     /// the one before the instruction at `pc`, so the interpreter re-runs it).
     fn guard(&mut self, ok: ir::Value, pc: usize) {
-        let exit = self.exit_block(pc);
+        let exit = self.exit_block(pc, false);
         let cont = self.b.create_block();
         self.b.ins().brif(ok, cont, &[], exit, &[]);
         self.fill_pending();
         self.b.switch_to_block(cont);
     }
 
-    fn exit_block(&mut self, pc: usize) -> Block {
+    fn exit_block(&mut self, pc: usize, expected: bool) -> Block {
         let block = self.b.create_block();
         self.b.set_cold_block(block);
         self.pending.push(Pending::Exit {
             block,
             state: self.st.clone(),
             pc,
+            expected,
         });
         block
     }
 
     /// An unconditional side exit at `pc`.
     fn exit_here(&mut self, pc: usize) {
-        let blk = self.exit_block(pc);
+        let blk = self.exit_block(pc, true);
         self.b.ins().jump(blk, &[]);
         self.fill_pending();
         self.done = true;
@@ -406,14 +420,20 @@ impl<'a, 'f> Translator<'a, 'f> {
                     let tb = self.blocks[target].expect("targets are leaders");
                     self.b.ins().jump(tb, &[]);
                 }
-                Pending::Exit { block, state, pc } => {
+                Pending::Exit {
+                    block,
+                    state,
+                    pc,
+                    expected,
+                } => {
                     self.b.switch_to_block(block);
                     for (r, t) in state.iter().enumerate() {
                         if t.is_typed() {
                             self.spill(r, *t);
                         }
                     }
-                    let pcv = self.b.ins().iconst(I64, pc as i64);
+                    let flag = if expected { EXPECTED_EXIT } else { 0 };
+                    let pcv = self.b.ins().iconst(I64, pc as i64 | flag);
                     self.b.ins().store(mem(), pcv, self.ctx, CTX_EXIT_PC);
                     let s = self.b.ins().iconst(I32, EXITED as i64);
                     self.b.ins().return_(&[s]);
@@ -431,7 +451,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         // What the analysis decides for this instruction (operand guards, result types,
         // successors); the code below follows it.
         let mut after = self.st.clone();
-        let flow = infer::transfer(self.proto, pc, &mut after, &self.an.hints);
+        let flow = infer::transfer(self.proto, pc, &mut after, &self.an.facts);
         self.after = after.clone();
         if flow == Flow::Exit {
             self.exit_here(pc);
@@ -440,10 +460,10 @@ impl<'a, 'f> Translator<'a, 'f> {
         let op = ins.op_byte();
         match op {
             opc::Move => match self.st[b] {
-                Ty::Mem => {
+                t @ (Ty::Mem | Ty::Math | Ty::Unset) => {
                     let regs = self.regs;
                     self.copy_value(regs, off(b), regs, off(a));
-                    self.st[a] = Ty::Mem;
+                    self.st[a] = t;
                 }
                 Ty::Float => {
                     let v = self.b.use_var(self.vf[b]);
@@ -484,7 +504,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             opc::SetModule => {
                 let disp = off(ins.bx());
                 match self.st[a] {
-                    Ty::Mem | Ty::Unset => {
+                    Ty::Mem | Ty::Math | Ty::Unset => {
                         let (mvars, regs) = (self.mvars, self.regs);
                         self.copy_value(regs, off(a), mvars, disp);
                     }
@@ -584,10 +604,10 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.branch_flow(cond, flow);
             }
             opc::ForPrep | opc::ForPrepIncl => self.for_prep(a, pc, flow, op == opc::ForPrepIncl),
-            opc::ForLoop | opc::ForLoopIncl => self.for_loop(a, flow, op == opc::ForLoopIncl),
+            opc::ForLoop | opc::ForLoopIncl => self.for_loop(a, pc, flow, op == opc::ForLoopIncl),
             opc::DefaultArg => {
                 let missing = match self.st[a] {
-                    Ty::Mem => {
+                    Ty::Mem | Ty::Unset => {
                         let tag = self.load_tag(a);
                         self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_UNDEF)
                     }
@@ -599,12 +619,39 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
             opc::CheckType => {
                 let t = after[a];
-                if self.st[a] == Ty::Mem {
+                if self.st[a].unknown() {
                     self.num_or_bool(a, t, pc);
                 }
                 self.st[a] = t;
             }
             opc::Call => self.call(a, b, pc),
+            opc::GetIndex => {
+                let obj = self.object(b, TAG_ARRAY, pc);
+                let idx = self.num(c, Ty::Int, pc);
+                let out = self.b.ins().iadd_imm_s(self.regs, off(a) as i64);
+                self.checked_helper(self.h.array_get, &[obj, idx, out], pc);
+                self.st[a] = Ty::Mem;
+            }
+            opc::SetIndex => {
+                let obj = self.object(a, TAG_ARRAY, pc);
+                let idx = self.num(b, Ty::Int, pc);
+                let value = self.in_window(c);
+                self.checked_helper(self.h.array_set, &[obj, idx, value], pc);
+            }
+            opc::GetField => {
+                let obj = self.object(b, TAG_STRUCT, pc);
+                let (name, len) = self.name(c);
+                let out = self.b.ins().iadd_imm_s(self.regs, off(a) as i64);
+                self.checked_helper(self.h.field_get, &[obj, name, len, out], pc);
+                self.st[a] = Ty::Mem;
+            }
+            opc::SetField => {
+                let obj = self.object(a, TAG_STRUCT, pc);
+                let (name, len) = self.name(b);
+                let value = self.in_window(c);
+                self.checked_helper(self.h.field_set, &[obj, name, len, value], pc);
+            }
+            opc::CallMethod => self.math_call(ins, pc),
             opc::Return => {
                 let regs = self.regs;
                 if b == 0 {
@@ -612,7 +659,9 @@ impl<'a, 'f> Translator<'a, 'f> {
                     self.b.ins().store(mem(), tag, regs, -VALUE_SIZE);
                 } else {
                     match self.st[a] {
-                        Ty::Mem | Ty::Unset => self.copy_value(regs, off(a), regs, -VALUE_SIZE),
+                        Ty::Mem | Ty::Math | Ty::Unset => {
+                            self.copy_value(regs, off(a), regs, -VALUE_SIZE)
+                        }
                         t => self.store_value(regs, -VALUE_SIZE, a, t),
                     }
                 }
@@ -625,6 +674,69 @@ impl<'a, 'f> Translator<'a, 'f> {
         if !self.done {
             self.st = after;
         }
+    }
+
+    /// The payload of memory register `r`, checked to carry `tag`.
+    fn object(&mut self, r: usize, tag: i64, pc: usize) -> ir::Value {
+        let t = self.load_tag(r);
+        let ok = self.b.ins().icmp_imm_s(IntCC::Equal, t, tag);
+        self.guard(ok, pc);
+        self.b.ins().load(I64, mem(), self.regs, off(r) + PAYLOAD)
+    }
+
+    /// The address of register `r`'s window slot, after storing it there if it is
+    /// held unboxed (it stays unboxed too).
+    fn in_window(&mut self, r: usize) -> ir::Value {
+        let t = self.st[r];
+        if t.is_typed() {
+            self.spill(r, t);
+        }
+        self.b.ins().iadd_imm_s(self.regs, off(r) as i64)
+    }
+
+    /// The bytes of name constant `k` (interned by the program, which outlives the code).
+    fn name(&mut self, k: usize) -> (ir::Value, ir::Value) {
+        let Constant::Str(s) = &self.proto.consts[k] else {
+            unreachable!("field operands are names");
+        };
+        let ptr = self.b.ins().iconst(I64, s.as_ptr() as i64);
+        let len = self.b.ins().iconst(I64, s.len() as i64);
+        (ptr, len)
+    }
+
+    /// Calls an access helper; a non-zero status is a side exit at `pc`.
+    fn checked_helper(&mut self, f: FuncRef, args: &[ir::Value], pc: usize) {
+        let call = self.b.ins().call(f, args);
+        let status = self.b.inst_results(call)[0];
+        let ok = self.b.ins().icmp_imm_s(IntCC::Equal, status, 0);
+        self.guard(ok, pc);
+    }
+
+    /// `R[A] := math.f(R[A+2])` for an intrinsic `f`.
+    fn math_call(&mut self, ins: kiln_vm::bytecode::Instr, pc: usize) {
+        let a = ins.a();
+        let Some((arg, result)) = infer::math_call(self.proto, ins, &self.st, &self.an.facts)
+        else {
+            unreachable!("infer::transfer accepted this call");
+        };
+        let Constant::Str(name) = &self.proto.consts[ins.c()] else {
+            unreachable!("method names are strings");
+        };
+        let x = self.num_as(a + 2, arg, result, pc);
+        let v = match (&**name, result) {
+            ("sqrt", _) => self.b.ins().sqrt(x),
+            ("abs", Ty::Float) => self.b.ins().fabs(x),
+            ("abs", _) => self.b.ins().iabs(x),
+            (f, _) => {
+                let i = ["sin", "cos", "exp", "log"]
+                    .iter()
+                    .position(|n| *n == f)
+                    .unwrap_or(0);
+                let call = self.b.ins().call(self.h.math[i], &[x]);
+                self.b.inst_results(call)[0]
+            }
+        };
+        self.def(a, result, v);
     }
 
     fn branch_flow(&mut self, cond: ir::Value, flow: Flow) {
@@ -766,10 +878,10 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.branch_flow(empty, flow);
     }
 
-    fn for_loop(&mut self, a: usize, flow: Flow, inclusive: bool) {
-        let i = self.b.use_var(self.vi[a]);
-        let end = self.b.use_var(self.vi[a + 1]);
-        let step = self.b.use_var(self.vi[a + 2]);
+    fn for_loop(&mut self, a: usize, pc: usize, flow: Flow, inclusive: bool) {
+        let i = self.num(a, Ty::Int, pc);
+        let end = self.num(a + 1, Ty::Int, pc);
+        let step = self.num(a + 2, Ty::Int, pc);
         let (next, overflow) = self.b.ins().sadd_overflow(i, step);
         let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
         let (in_up, in_down) = Self::range_ccs(inclusive);

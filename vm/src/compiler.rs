@@ -59,6 +59,7 @@ pub(crate) fn compile_module(
         errors: Vec::new(),
         repl: repl.is_some(),
         declared: HashSet::new(),
+        std_imports: Vec::new(),
     };
     for (name, is_const) in repl.map_or(&[][..], |r| &r.vars[..]) {
         let slot = c.mod_var_names.len() as u16;
@@ -79,6 +80,7 @@ pub(crate) fn compile_module(
         name: display_name.into(),
         vars: c.mod_var_names.clone().into(),
         consts: Vec::new(),
+        std_imports: Vec::new(),
         main: ProtoId(u32::MAX),
     });
     let main = c.compile_main(module, display_name);
@@ -100,6 +102,7 @@ pub(crate) fn compile_module(
     info.main = main;
     info.vars = c.mod_var_names.into();
     info.consts = consts;
+    info.std_imports = c.std_imports;
     Ok(id)
 }
 
@@ -122,6 +125,8 @@ pub(crate) struct Compiler<'l, 'p> {
     repl: bool,
     /// Names this module itself declares (a REPL line may shadow earlier lines' names).
     declared: HashSet<String>,
+    /// Module variables bound to standard modules by `import`.
+    std_imports: Vec<(u16, Arc<str>)>,
 }
 
 /// Where a name lives.
@@ -985,6 +990,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
             };
             let slot = self.mod_vars[&binding.text].slot;
             self.abx(Op::SetModule, src, slot, binding.span);
+            // A module variable bound once to a standard module lets compiled code
+            // treat `math.sqrt(x)` as an intrinsic. (REPL lines may rebind names.)
+            if member.is_none() && path.is_none() && !self.repl {
+                self.std_imports
+                    .push((slot, module_name.text.as_str().into()));
+            }
         }
         self.free_to(base);
         Ok(())

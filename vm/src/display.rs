@@ -401,6 +401,9 @@ mod tests {
     }
 
     #[test]
+    // The tie cases below are exact binary values written out in full on purpose:
+    // rounding them shorter would change what they test.
+    #[allow(clippy::excessive_precision)]
     fn floats_match_python_repr() {
         // Expected strings are Python 3's repr() of the same floats.
         let cases: &[(f64, &str)] = &[

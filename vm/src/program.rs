@@ -150,6 +150,8 @@ pub struct ModuleInfo {
     pub vars: Arc<[Arc<str>]>,
     /// Which of `vars` are `const` (functions, structs, imports and `const`s).
     pub consts: Vec<bool>,
+    /// Module variables bound to a standard module by `import` (slot, module name).
+    pub std_imports: Vec<(u16, Arc<str>)>,
     pub main: ProtoId,
 }
 

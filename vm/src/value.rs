@@ -21,7 +21,10 @@ pub mod tag {
     pub const BOOL: u8 = 1;
     pub const INT: u8 = 2;
     pub const FLOAT: u8 = 3;
+    pub const ARRAY: u8 = 5;
     pub const FUNC: u8 = 7;
+    pub const STRUCT: u8 = 9;
+    pub const MODULE: u8 = 14;
     pub const UNDEF: u8 = 16;
 }
 
@@ -34,16 +37,16 @@ pub enum Value {
     Int(i64) = tag::INT,
     Float(f64) = tag::FLOAT,
     Str(Gc<Str>) = 4,
-    Array(Gc<Array>) = 5,
+    Array(Gc<Array>) = tag::ARRAY,
     Map(Gc<Map>) = 6,
     Func(Gc<Closure>) = tag::FUNC,
     Native(Gc<Native>) = 8,
-    Struct(Gc<Instance>) = 9,
+    Struct(Gc<Instance>) = tag::STRUCT,
     Type(Gc<StructType>) = 10,
     Range(Gc<Range>) = 11,
     Error(Gc<ErrorObj>) = 12,
     Weak(Gc<WeakRef>) = 13,
-    Module(Gc<ModuleObj>) = 14,
+    Module(Gc<ModuleObj>) = tag::MODULE,
     /// Internal: a captured variable's box. Never visible to scripts.
     Cell(Gc<Cell>) = 15,
     /// Internal: "no value yet" — an uninitialised module variable, a missing argument
