@@ -82,6 +82,8 @@ struct Request {
 /// The Cranelift tier.
 pub struct CraneliftTier {
     queue: Mutex<Option<Sender<Request>>>,
+    /// Set when the program ends: queued compiles are dropped, not done.
+    closing: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
@@ -91,12 +93,15 @@ impl CraneliftTier {
         let (tx, rx) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let stop = closing.clone();
         let thread = std::thread::Builder::new()
             .name("kiln-jit".into())
-            .spawn(move || compile_loop(rx, options, c))
+            .spawn(move || compile_loop(rx, options, c, stop))
             .ok();
         CraneliftTier {
             queue: Mutex::new(thread.as_ref().map(|_| tx)),
+            closing,
             thread: Mutex::new(thread),
             counters,
         }
@@ -105,6 +110,7 @@ impl CraneliftTier {
 
 impl Drop for CraneliftTier {
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::Relaxed);
         self.queue.lock().take();
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
@@ -143,7 +149,12 @@ impl Tier for CraneliftTier {
 }
 
 /// The compiler thread: owns the Cranelift module (its code lives as long as the tier).
-fn compile_loop(rx: Receiver<Request>, options: JitOptions, counters: Arc<Counters>) {
+fn compile_loop(
+    rx: Receiver<Request>,
+    options: JitOptions,
+    counters: Arc<Counters>,
+    closing: Arc<AtomicBool>,
+) {
     let Some(mut jit) = Jit::new(options, counters) else {
         // No JIT on this host: leave everything to the interpreter.
         for req in rx {
@@ -152,7 +163,9 @@ fn compile_loop(rx: Receiver<Request>, options: JitOptions, counters: Arc<Counte
         return;
     };
     for req in rx {
-        jit.compile(&req.program, req.proto, &req.params);
+        if !closing.load(Ordering::Relaxed) {
+            jit.compile(&req.program, req.proto, &req.params);
+        }
         drop(req.done);
     }
 }
@@ -383,7 +396,7 @@ impl Jit {
             headers,
             tables: self.tables.clone(),
             exits: AtomicU32::new(0),
-            last_exit: AtomicU32::new(0),
+            expected_exits: AtomicU32::new(0),
             disabled: AtomicBool::new(false),
             counters: self.counters.clone(),
             verbose: self.options.verbose,
@@ -416,7 +429,7 @@ struct JitCode {
     headers: Vec<u32>,
     tables: Arc<Tables>,
     exits: AtomicU32,
-    last_exit: AtomicU32,
+    expected_exits: AtomicU32,
     disabled: AtomicBool,
     counters: Arc<Counters>,
     verbose: bool,
@@ -492,9 +505,8 @@ impl CompiledCode for JitCode {
             // value), within the reserved capacity.
             unsafe { shadow.set_len(ctx.shadow_len as usize) };
             let exit_pc = ctx.exit_pc as u32;
-            if ctx.exit_pc & abi::EXPECTED_EXIT as u64 == 0 {
-                self.note_exit(exit_pc, !shadow.is_empty());
-            }
+            let expected = ctx.exit_pc & abi::EXPECTED_EXIT as u64 != 0;
+            self.note_exit(exit_pc, !shadow.is_empty(), expected);
             let resume = |i: usize| shadow.get(i).map_or(exit_pc, |s| s.resume_pc as u32);
             let frames = shadow
                 .iter()
@@ -514,32 +526,38 @@ impl CompiledCode for JitCode {
 }
 
 impl JitCode {
-    fn note_exit(&self, pc: u32, in_callee: bool) {
+    /// Counts an exit; too many failed guards (or too many exits at instructions it
+    /// does not handle) leave the proto to the interpreter.
+    fn note_exit(&self, pc: u32, in_callee: bool, expected: bool) {
         self.counters.exits.fetch_add(1, Ordering::Relaxed);
-        let n = self.exits.fetch_add(1, Ordering::Relaxed) + 1;
-        self.last_exit.store(pc, Ordering::Relaxed);
-        if n == params::MAX_EXITS {
-            if self.verbose {
-                let whose = if in_callee {
-                    "a compiled callee"
-                } else {
-                    "itself"
-                };
-                eprintln!(
-                    "jit: {} keeps exiting (last at pc {pc} of {whose})",
-                    self.name
-                );
-            }
-            // Neither the interpreter nor compiled callers enter it any more.
-            self.disabled.store(true, Ordering::Relaxed);
-            self.tables.code[self.index].store(0, Ordering::Release);
-            self.counters.blacklisted.fetch_add(1, Ordering::Relaxed);
-            if self.verbose {
-                eprintln!(
-                    "jit: left {} to the interpreter after {n} side exits",
-                    self.name
-                );
-            }
+        let (count, limit) = if expected {
+            (&self.expected_exits, params::MAX_EXPECTED_EXITS)
+        } else {
+            (&self.exits, params::MAX_EXITS)
+        };
+        let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n != limit {
+            return;
+        }
+        // Neither the interpreter nor compiled callers enter it any more.
+        self.disabled.store(true, Ordering::Relaxed);
+        self.tables.code[self.index].store(0, Ordering::Release);
+        self.counters.blacklisted.fetch_add(1, Ordering::Relaxed);
+        if self.verbose {
+            let whose = if in_callee {
+                "a compiled callee"
+            } else {
+                "itself"
+            };
+            let why = if expected {
+                "instructions it does not compile"
+            } else {
+                "failed guards"
+            };
+            eprintln!(
+                "jit: left {} to the interpreter after {n} exits at {why} (last at pc {pc} of {whose})",
+                self.name
+            );
         }
     }
 }

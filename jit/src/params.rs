@@ -11,6 +11,11 @@ pub const DEFAULT_THRESHOLD: u32 = 1000;
 /// speculation is wrong for this program.
 pub const MAX_EXITS: u32 = 200;
 
+/// Exits at instructions compiled code does not handle (a native call, an allocation)
+/// a proto may take before it is left to the interpreter. Each costs an entry and an
+/// exit; a hot loop that takes one per iteration runs faster interpreted.
+pub const MAX_EXPECTED_EXITS: u32 = 5_000;
+
 /// Protos are compiled only when their bytecode is at most this long: compile time
 /// grows linearly and a huge top level rarely has one hot path worth it.
 pub const MAX_BYTECODE: usize = 20_000;

@@ -377,7 +377,18 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// Continues only if `ok`; otherwise a side exit resuming at `pc` (the state is
     /// the one before the instruction at `pc`, so the interpreter re-runs it).
     fn guard(&mut self, ok: ir::Value, pc: usize) {
-        let exit = self.exit_block(pc, false);
+        self.guard_exit(ok, pc, false);
+    }
+
+    /// A guard whose failure is not a wrong speculation (a call the interpreter must
+    /// make: a native, a callee not compiled yet): it does not count toward
+    /// blacklisting as a failed guard does.
+    fn guard_expected(&mut self, ok: ir::Value, pc: usize) {
+        self.guard_exit(ok, pc, true);
+    }
+
+    fn guard_exit(&mut self, ok: ir::Value, pc: usize, expected: bool) {
+        let exit = self.exit_block(pc, expected);
         let cont = self.b.create_block();
         self.b.ins().brif(ok, cont, &[], exit, &[]);
         self.fill_pending();
@@ -910,7 +921,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
         let tag = self.load_tag(a);
         let is_fn = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_FUNC);
-        self.guard(is_fn, pc);
+        self.guard_expected(is_fn, pc);
         let callee = self.b.ins().load(I64, mem(), self.regs, off(a) + PAYLOAD);
         let proto = self.b.ins().load(I32, mem(), callee, CLOSURE_PROTO);
         let proto = self.b.ins().uextend(I64, proto);
@@ -920,17 +931,17 @@ impl<'a, 'f> Translator<'a, 'f> {
         let addr = self.b.ins().iadd(table, slot);
         let code = self.b.ins().load(I64, mem(), addr, 0);
         let compiled = self.b.ins().icmp_imm_s(IntCC::NotEqual, code, 0);
-        self.guard(compiled, pc);
+        self.guard_expected(compiled, pc);
         // Simple arity?
         let arity_table = self.b.ins().load(I64, mem(), self.ctx, CTX_ARITY);
         let addr = self.b.ins().iadd(arity_table, proto);
         let arity = self.b.ins().load(I8, mem(), addr, 0);
         let fits = self.b.ins().icmp_imm_s(IntCC::Equal, arity, nargs as i64);
-        self.guard(fits, pc);
+        self.guard_expected(fits, pc);
         // Frame limit?
         let depth = self.b.ins().load(I64, mem(), self.ctx, CTX_DEPTH_LEFT);
         let room = self.b.ins().icmp_imm_s(IntCC::NotEqual, depth, 0);
-        self.guard(room, pc);
+        self.guard_expected(room, pc);
         // Register stack room for the callee's window?
         let callee_regs = self.b.ins().iadd_imm_s(self.regs, off(a + 1) as i64);
         let regs_table = self.b.ins().load(I64, mem(), self.ctx, CTX_MAX_REGS);
@@ -945,7 +956,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             .b
             .ins()
             .icmp(IntCC::UnsignedLessThanOrEqual, end, stack_end);
-        self.guard(fits, pc);
+        self.guard_expected(fits, pc);
         // The callee's module variables: ours, or looked up.
         let callee_module = self.b.ins().load(I64, mem(), callee, CLOSURE_MODULE);
         let same = self.b.ins().icmp(IntCC::Equal, callee_module, self.module);

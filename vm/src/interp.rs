@@ -210,13 +210,17 @@ impl Vm {
         // has an entry at the frame's pc.
         macro_rules! tier_enter {
             ($weight:expr) => {{
-                if let Some((v, ret)) = check!(self.tier_enter($weight)) {
-                    if self.frames.len() <= stop {
-                        return Ok(v);
+                match check!(self.tier_enter($weight)) {
+                    Entered::No => {}
+                    Entered::Returned(v, ret) => {
+                        if self.frames.len() <= stop {
+                            return Ok(v);
+                        }
+                        self.stack[ret] = v;
+                        reload!();
                     }
-                    self.stack[ret] = v;
+                    Entered::Resumed => reload!(),
                 }
-                reload!();
             }};
         }
         let tiering = self.settings.tier.mode != JitMode::Off;
@@ -554,10 +558,9 @@ impl Vm {
                     save_pc!();
                     let a = base + ins.a();
                     if check!(self.call_value(a, ins.b(), a)) {
+                        reload!();
                         if tiering {
                             tier_enter!(1);
-                        } else {
-                            reload!();
                         }
                     }
                 }
@@ -755,25 +758,22 @@ impl Vm {
     /// Counts a call or back-edge of the top frame (`weight`) and, if its proto has
     /// compiled code with an entry at the frame's pc, runs it. Returns the value and
     /// return slot when the frame returned from compiled code.
-    fn tier_enter(&mut self, weight: u32) -> Result<Option<(Value, usize)>, Fault> {
+    fn tier_enter(&mut self, weight: u32) -> Result<Entered, Fault> {
         let f = *self.frames.last().expect("a frame");
-        let Some(code) = self.tier_hot(f.proto, weight) else {
-            return Ok(None);
+        let Some(code) = self.tier_hot(f.proto, f.pc, weight) else {
+            return Ok(Entered::No);
         };
-        if !code.has_entry(f.pc as u32) {
-            return Ok(None);
-        }
         match code.run(self, f.pc as u32) {
             TierExit::Returned(v) => {
                 let done = self.frames.pop().expect("the entered frame");
-                Ok(Some((v, done.ret)))
+                Ok(Entered::Returned(v, done.ret))
             }
             TierExit::Resume { pc, frames } => {
                 self.frames.last_mut().expect("the entered frame").pc = pc as usize;
                 for m in frames {
                     self.push_materialized(m)?;
                 }
-                Ok(None)
+                Ok(Entered::Resumed)
             }
         }
     }
@@ -846,6 +846,16 @@ impl Vm {
         };
         self.alloc(ty)
     }
+}
+
+/// What happened when the interpreter offered a frame to the compiled tier.
+enum Entered {
+    /// Nothing ran: the interpreter's state is untouched.
+    No,
+    /// The frame returned this value into this slot.
+    Returned(Value, usize),
+    /// Compiled code stopped; frames were updated and maybe added.
+    Resumed,
 }
 
 /// Checks `v` against an annotation; returns the (possibly converted) value.

@@ -135,16 +135,18 @@ impl Default for TierConfig {
 
 impl Vm {
     /// Counts one call or back-edge of `proto`; requests compilation when it is hot.
-    /// Returns the compiled code if there is any.
     #[inline]
+    /// Returns the compiled code only if it can be entered at `pc`.
     pub(crate) fn tier_hot(
         &mut self,
         proto: ProtoId,
+        pc: usize,
         weight: u32,
     ) -> Option<Arc<dyn CompiledCode>> {
         let slot = &self.program.proto(proto).jit;
         if let Some(code) = slot.get() {
-            return Some(code.clone());
+            // Cloning the Arc costs two atomic operations: only when entering.
+            return code.has_entry(pc as u32).then(|| code.clone());
         }
         let i = proto.0 as usize;
         if self.hotness.len() <= i {
@@ -161,7 +163,7 @@ impl Vm {
                 tier.request(&self.program, proto, &params, eager);
             }
         }
-        slot.get().cloned()
+        slot.get().filter(|c| c.has_entry(pc as u32)).cloned()
     }
 
     /// A view of the state compiled code runs on: the register stack, the top frame's
