@@ -947,14 +947,15 @@ impl<'l, 'p> Compiler<'l, 'p> {
             Some(p) => {
                 let id = match self.loader.import_file(&self.source, p) {
                     Ok(id) => id,
-                    Err(mut diags) => {
-                        if diags.is_empty() {
-                            return Err(());
+                    Err(diags) => {
+                        // Problems inside the imported file keep their own position;
+                        // the import itself failing (missing file, cycle) points here.
+                        for d in diags {
+                            match d.location {
+                                Some(_) => self.errors.push(d),
+                                None => self.error(imp.span, d.message),
+                            }
                         }
-                        // The importer's position first: that is what the user wrote.
-                        let first = diags.remove(0);
-                        self.error(imp.span, first.message);
-                        self.errors.extend(diags);
                         return Err(());
                     }
                 };
