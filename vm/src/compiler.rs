@@ -91,6 +91,17 @@ pub(crate) fn compile_module(
             let at = d.location.as_ref().map(|(_, s)| (s.start, s.end));
             seen.insert((d.message.clone(), at))
         });
+        // Like the parser, report a bounded number: the rest are usually the same
+        // mistake again, and rendering each one re-reads the source.
+        const MAX_ERRORS: usize = 100;
+        if c.errors.len() > MAX_ERRORS {
+            let more = c.errors.len() - MAX_ERRORS;
+            c.errors.truncate(MAX_ERRORS);
+            c.errors.push(Diagnostic::new(
+                format!("{more} more errors not shown"),
+                None,
+            ));
+        }
         return Err(c.errors);
     }
     let consts = c
