@@ -33,11 +33,7 @@ struct Cli {
     opts: RunOpts,
     /// The script to run and its arguments. Everything after the script belongs to the
     /// script, even words that look like kiln's own flags.
-    #[arg(
-        value_name = "FILE [ARGS]",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "FILE [ARGS]", trailing_var_arg = true)]
     script: Vec<String>,
 }
 
@@ -45,12 +41,7 @@ struct Cli {
 enum Command {
     /// Run a script; the arguments after it are the script's (`os.args()`).
     Run {
-        #[arg(
-            value_name = "FILE [ARGS]",
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true
-        )]
+        #[arg(value_name = "FILE [ARGS]", required = true, trailing_var_arg = true)]
         script: Vec<String>,
     },
     /// An interactive session (also what a bare `kiln` starts on a terminal).
