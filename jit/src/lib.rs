@@ -463,13 +463,14 @@ impl CompiledCode for JitCode {
         SHADOW.with(|shadow| {
             let mut shadow = shadow.borrow_mut();
             shadow.clear();
-            shadow.reserve(st.depth_left + 1);
+            let depth_left = st.depth_left.min(params::MAX_NATIVE_DEPTH);
+            shadow.reserve(depth_left + 1);
             let stack = st.stack.as_mut_ptr();
             let len = st.stack.len();
             let mut ctx = JitCtx {
                 // SAFETY: `len` is the stack's length, so this is one past its end.
                 stack_end: unsafe { stack.add(len) },
-                depth_left: st.depth_left as u64,
+                depth_left: depth_left as u64,
                 exit_pc: 0,
                 shadow: shadow.as_mut_ptr(),
                 shadow_len: 0,

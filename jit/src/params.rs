@@ -16,6 +16,13 @@ pub const MAX_EXITS: u32 = 200;
 /// exit; a hot loop that takes one per iteration runs faster interpreted.
 pub const MAX_EXPECTED_EXITS: u32 = 5_000;
 
+/// Compiled calls nested within one entry from the interpreter. Each is a machine frame
+/// on the native stack (up to a few KB for a function with many live values); past
+/// this depth the call exits, the interpreter makes it, and compiled code is entered
+/// again on a fresh native stack. So native stack use stays bounded whatever the
+/// script's frame limit.
+pub const MAX_NATIVE_DEPTH: usize = 500;
+
 /// Protos are compiled only when their bytecode is at most this long: compile time
 /// grows linearly and a huge top level rarely has one hot path worth it.
 pub const MAX_BYTECODE: usize = 20_000;
