@@ -272,18 +272,9 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
             (st[a], st[b]) = (x, y);
             return branch(proto, pc);
         }
-        opc::ForPrep | opc::ForPrepIncl => {
-            if st[a..a + 3].iter().any(|t| !(*t == Ty::Int || t.unknown())) {
-                return Flow::Exit;
-            }
-            st[a..a + 4].fill(Ty::Int);
-            return Flow::Branch {
-                taken: jump_target(pc, ins.sbx()),
-                skip: pc + 1,
-            };
-        }
-        opc::ForLoop | opc::ForLoopIncl => {
-            // Entered from the interpreter, the counters are in the window.
+        // Counters are ints; read from the window (a loop entered from the
+        // interpreter) they are checked first.
+        opc::ForPrep | opc::ForPrepIncl | opc::ForLoop | opc::ForLoopIncl => {
             if st[a..a + 3].iter().any(|t| !(*t == Ty::Int || t.unknown())) {
                 return Flow::Exit;
             }

@@ -1566,6 +1566,30 @@ impl<'l, 'p> Compiler<'l, 'p> {
         self.loop_body(body, top, vec![next], span)
     }
 
+    /// `obj[i] op= value` / `obj.f op= value` (or plain `=`): `read` and `write` build
+    /// the access instructions for the value register they are given.
+    fn store_through(
+        &mut self,
+        op: Option<BinOp>,
+        value: &'l Expr,
+        read: impl Fn(u8) -> Instr,
+        write: impl Fn(u8) -> Instr,
+        at: Span,
+        span: Span,
+    ) -> CResult<()> {
+        let v = self.alloc_reg(span)?;
+        match op {
+            Some(op) => {
+                self.emit(read(v), at);
+                let rhs = self.expr_reg(value)?;
+                self.arith(op, v, v, rhs, span);
+            }
+            None => self.expr_to(value, v)?,
+        }
+        self.emit(write(v), at);
+        Ok(())
+    }
+
     fn assign(
         &mut self,
         target: &'l Expr,
@@ -1596,32 +1620,16 @@ impl<'l, 'p> Compiler<'l, 'p> {
             ExprKind::Index { target: obj, index } => {
                 let o = self.expr_reg(obj)?;
                 let i = self.expr_reg(index)?;
-                let v = self.alloc_reg(span)?;
-                match op {
-                    Some(op) => {
-                        self.abc(Op::GetIndex, v, o, i, target.span);
-                        let rhs = self.expr_reg(value)?;
-                        self.arith(op, v, v, rhs, span);
-                    }
-                    None => self.expr_to(value, v)?,
-                }
-                self.abc(Op::SetIndex, o, i, v, target.span);
-                Ok(())
+                let read = move |v| Instr::abc(Op::GetIndex, v, o, i);
+                let write = move |v| Instr::abc(Op::SetIndex, o, i, v);
+                self.store_through(op, value, read, write, target.span, span)
             }
             ExprKind::Field { target: obj, name } => {
                 let o = self.expr_reg(obj)?;
                 let k = self.name_const(&name.text, name.span)?;
-                let v = self.alloc_reg(span)?;
-                match op {
-                    Some(op) => {
-                        self.abc(Op::GetField, v, o, k, name.span);
-                        let rhs = self.expr_reg(value)?;
-                        self.arith(op, v, v, rhs, span);
-                    }
-                    None => self.expr_to(value, v)?,
-                }
-                self.abc(Op::SetField, o, k, v, name.span);
-                Ok(())
+                let read = move |v| Instr::abc(Op::GetField, v, o, k);
+                let write = move |v| Instr::abc(Op::SetField, o, k, v);
+                self.store_through(op, value, read, write, name.span, span)
             }
             _ => self.fail(target.span, "invalid assignment target"),
         }
