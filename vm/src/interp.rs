@@ -882,22 +882,37 @@ pub(crate) fn check_type(vm: &Vm, kind: &TypeKind, nilable: bool, v: Value) -> O
 }
 
 fn arity_message(p: &Proto, nargs: usize) -> String {
-    let (np, nreq) = (p.nparams as usize, p.nrequired as usize);
     if p.has_self && nargs == 0 {
         return format!("{} is a method: call it on an instance", p.name);
     }
     // `self` is not an argument the caller wrote.
     let skip = p.has_self as usize;
-    let (np, nreq, got) = (np - skip, nreq - skip, nargs - skip);
+    expects(
+        &p.name,
+        p.nrequired as usize - skip,
+        p.nparams as usize - skip,
+        p.has_rest,
+        nargs - skip,
+    )
+}
+
+/// `f expects 2 arguments, got 3` (or `1 to 2 arguments`, `at least 1 argument`).
+pub(crate) fn expects(
+    name: &str,
+    required: usize,
+    params: usize,
+    rest: bool,
+    got: usize,
+) -> String {
     let plural = |n: usize| if n == 1 { "argument" } else { "arguments" };
-    let expected = if p.has_rest {
-        format!("at least {nreq} {}", plural(nreq))
-    } else if np == nreq {
-        format!("{np} {}", plural(np))
+    let expected = if rest {
+        format!("at least {required} {}", plural(required))
+    } else if params == required {
+        format!("{params} {}", plural(params))
     } else {
-        format!("{nreq} to {np} arguments")
+        format!("{required} to {params} arguments")
     };
-    format!("{} expects {expected}, got {got}", p.name)
+    format!("{name} expects {expected}, got {got}")
 }
 
 /// Int-by-int `/`: always a float.

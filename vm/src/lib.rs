@@ -57,8 +57,13 @@ impl Vm {
             Some(p) => self.run_module(p).and_then(|_| self.run_module(main)),
             None => self.run_module(main),
         };
+        // Output lost at the end (a full disk, a closed pipe) is an error, not success.
+        let flushed = std::io::Write::flush(&mut self.output.out)
+            .map_err(|e| Fault::Error(format!("cannot write to stdout: {e}")));
         self.flush();
-        result.map_err(|f| self.report(f))
+        result
+            .and_then(|v| flushed.map(|_| v))
+            .map_err(|f| self.report(f))
     }
 
     /// Runs a module's top level if it has not run yet; returns its module object.

@@ -110,6 +110,14 @@ impl<'p> Loader<'p> {
         if let Some(&id) = self.loaded.get(&canon) {
             return Ok(id);
         }
+        // Each nested import is a level of recursion in the compiler.
+        const MAX_IMPORT_DEPTH: usize = 200;
+        if self.in_progress.len() >= MAX_IMPORT_DEPTH {
+            return Err(vec![Diagnostic::new(
+                format!("imports nested too deep (more than {MAX_IMPORT_DEPTH} files)"),
+                None,
+            )]);
+        }
         if let Some(pos) = self.in_progress.iter().position(|(p, _)| *p == canon) {
             let mut chain: Vec<&str> = self.in_progress[pos..]
                 .iter()

@@ -667,6 +667,17 @@ pub fn call_method(vm: &mut Vm, a: usize, nargs: usize, name: &str) -> Result<bo
             }
             Some(Method::Prelude(fname)) => {
                 let f = vm.prelude_fn(fname)?;
+                // Check the count here so the message names the method the caller
+                // wrote and not the prelude function (whose first parameter is the
+                // receiver).
+                if let Value::Func(c) = f {
+                    let p = vm.program.proto(c.get(&vm.heap).proto);
+                    let (req, np) = (p.nrequired as usize - 1, p.nparams as usize - 1);
+                    if nargs < req || (nargs > np && !p.has_rest) {
+                        let msg = crate::interp::expects(name, req, np, p.has_rest, nargs);
+                        return Err(Fault::Error(msg));
+                    }
+                }
                 vm.stack[a] = f;
                 vm.call_value(a, nargs + 1, a)
             }
