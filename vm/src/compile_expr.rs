@@ -568,10 +568,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
         } else {
             self.expr_to(recv, r)?;
         }
-        for arg in args {
-            let ar = self.alloc_reg(arg.span)?;
-            self.expr_to(arg, ar)?;
-        }
+        self.call_rest(r, args)?;
         let k = self.name_const(&method.text, method.span)?;
         self.abc(Op::CallMethod, a, args.len() as u8, k, method.span);
         if a != dst {

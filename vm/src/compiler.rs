@@ -1389,6 +1389,19 @@ impl<'l, 'p> Compiler<'l, 'p> {
         Ok(())
     }
 
+    /// Compiles a loop body with its `break`/`continue` context; returns the jumps
+    /// for the caller to patch.
+    fn loop_block(&mut self, body: &'l Block) -> (CResult<()>, LoopCtx) {
+        let ncleanups = self.fr().cleanups.len();
+        self.f().loops.push(LoopCtx {
+            ncleanups,
+            breaks: Vec::new(),
+            continues: Vec::new(),
+        });
+        let r = self.block_stmt(body);
+        (r, self.f().loops.pop().expect("loop stack"))
+    }
+
     /// A loop whose `continue` goes back to `top`; `exits` jump past the loop.
     fn loop_body(
         &mut self,
@@ -1397,14 +1410,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
         exits: Vec<usize>,
         span: Span,
     ) -> CResult<()> {
-        let ncleanups = self.fr().cleanups.len();
-        self.f().loops.push(LoopCtx {
-            ncleanups,
-            breaks: Vec::new(),
-            continues: Vec::new(),
-        });
-        let r = self.block_stmt(body);
-        let l = self.f().loops.pop().expect("loop stack");
+        let (r, l) = self.loop_block(body);
         for c in l.continues {
             self.patch_to(c, top);
         }
@@ -1523,14 +1529,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
         let body_top = self.here();
         self.bind_local(first, a + 3, false, None);
         self.box_if_captured(first, a + 3);
-        let ncleanups = self.fr().cleanups.len();
-        self.f().loops.push(LoopCtx {
-            ncleanups,
-            breaks: Vec::new(),
-            continues: Vec::new(),
-        });
-        let r = self.block_stmt(body);
-        let l = self.f().loops.pop().expect("loop stack");
+        let (r, l) = self.loop_block(body);
         self.patch_all_here(l.continues);
         let back = self.emit_asbx(loop_op, a, span);
         self.patch_to(back, body_top);
