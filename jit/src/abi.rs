@@ -25,6 +25,9 @@ pub const EXITED: u32 = 1;
 /// Set in `exit_pc` when the exit is at an instruction compiled code does not handle
 /// (expected), rather than a failed guard (a speculation that went wrong).
 pub const EXPECTED_EXIT: i64 = 1 << 32;
+/// Set in `exit_pc` when the exit is because the fuel grant ran out (see
+/// `kiln_vm::fuel`): neither a failure nor a reason to stop compiling.
+pub const FUEL_EXIT: i64 = 1 << 33;
 
 /// State shared by every compiled frame of one entry from the interpreter.
 #[repr(C)]
@@ -33,6 +36,8 @@ pub struct JitCtx {
     pub stack_end: *mut Value,
     /// Compiled calls that may still be made before the frame limit.
     pub depth_left: u64,
+    /// Steps left in the VM's fuel grant; copied back when the code returns or exits.
+    pub fuel: i64,
     /// Where the innermost stopped frame resumes.
     pub exit_pc: u64,
     /// Calls in progress, outermost first (capacity: the initial `depth_left`).
@@ -79,6 +84,7 @@ pub const CLOSURE_MODULE: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Closure, m
 
 pub const CTX_STACK_END: i32 = offset_of!(JitCtx, stack_end) as i32;
 pub const CTX_DEPTH_LEFT: i32 = offset_of!(JitCtx, depth_left) as i32;
+pub const CTX_FUEL: i32 = offset_of!(JitCtx, fuel) as i32;
 pub const CTX_EXIT_PC: i32 = offset_of!(JitCtx, exit_pc) as i32;
 pub const CTX_SHADOW: i32 = offset_of!(JitCtx, shadow) as i32;
 pub const CTX_SHADOW_LEN: i32 = offset_of!(JitCtx, shadow_len) as i32;

@@ -371,6 +371,9 @@ pub struct Analysis {
     pub leaders: Vec<bool>,
     /// Loop headers: targets of backward jumps, where the interpreter may enter.
     pub headers: Vec<usize>,
+    /// Per pc: the steps one iteration of the loop starting there charges (the length of
+    /// its longest back-edge, as the interpreter charges it), or 0 if no loop starts there.
+    pub charge: Vec<u32>,
     /// What the guesses used.
     pub facts: Facts,
 }
@@ -389,7 +392,8 @@ pub fn analyse(proto: &Proto, facts: &Facts) -> Analysis {
     }
     types[0] = Some(entry);
     let mut flows = vec![Flow::Exit; n];
-    let headers = loop_headers(proto);
+    let charge = loop_charges(proto);
+    let headers: Vec<usize> = (0..n).filter(|&pc| charge[pc] > 0).collect();
     fixpoint(proto, facts, &mut types, &mut flows, vec![0]);
     // A loop the function start does not reach (an earlier instruction exits) can
     // still be entered from the interpreter: analyse it from "nothing known".
@@ -427,6 +431,7 @@ pub fn analyse(proto: &Proto, facts: &Facts) -> Analysis {
         live,
         leaders,
         headers,
+        charge,
         facts: facts.clone(),
     }
 }
@@ -470,20 +475,22 @@ fn fixpoint(
     }
 }
 
-/// Targets of backward jumps: where loops start, and where the interpreter may enter.
-fn loop_headers(proto: &Proto) -> Vec<usize> {
-    let mut headers = Vec::new();
+/// Targets of backward jumps (where loops start, and where the interpreter may enter)
+/// with the steps an iteration charges: per pc, 0 where no loop starts.
+fn loop_charges(proto: &Proto) -> Vec<u32> {
+    let mut charge = vec![0u32; proto.code.len()];
     for (pc, ins) in proto.code.iter().enumerate() {
         let target = match ins.op_byte() {
             opc::Jmp => pc as isize + 1 + ins.sj(),
             opc::ForLoop | opc::ForLoopIncl => pc as isize + 1 + ins.sbx(),
             _ => continue,
         };
-        if target >= 0 && (target as usize) <= pc && !headers.contains(&(target as usize)) {
-            headers.push(target as usize);
+        if target >= 0 && (target as usize) <= pc {
+            let c = &mut charge[target as usize];
+            *c = (*c).max((pc + 1 - target as usize) as u32);
         }
     }
-    headers
+    charge
 }
 
 /// Backward liveness. An exit makes every register live (the interpreter may read any).

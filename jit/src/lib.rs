@@ -471,6 +471,7 @@ impl CompiledCode for JitCode {
                 // SAFETY: `len` is the stack's length, so this is one past its end.
                 stack_end: unsafe { stack.add(len) },
                 depth_left: depth_left as u64,
+                fuel: *st.fuel,
                 exit_pc: 0,
                 shadow: shadow.as_mut_ptr(),
                 shadow_len: 0,
@@ -497,6 +498,7 @@ impl CompiledCode for JitCode {
                     pc,
                 )
             };
+            *st.fuel = ctx.fuel;
             if status == RETURNED {
                 return TierExit::Returned(st.stack[base - 1]);
             }
@@ -507,7 +509,9 @@ impl CompiledCode for JitCode {
             unsafe { shadow.set_len(ctx.shadow_len as usize) };
             let exit_pc = ctx.exit_pc as u32;
             let expected = ctx.exit_pc & abi::EXPECTED_EXIT as u64 != 0;
-            self.note_exit(exit_pc, !shadow.is_empty(), expected);
+            if ctx.exit_pc & abi::FUEL_EXIT as u64 == 0 {
+                self.note_exit(exit_pc, !shadow.is_empty(), expected);
+            }
             let resume = |i: usize| shadow.get(i).map_or(exit_pc, |s| s.resume_pc as u32);
             let frames = shadow
                 .iter()

@@ -39,13 +39,13 @@ enum Pending {
         spills: Vec<(usize, Ty)>,
         target: usize,
     },
-    /// Store every typed register of `state` and leave, resuming at `pc`. `expected`
-    /// exits (instructions not compiled) are not speculation failures.
+    /// Store every typed register of `state` and leave, resuming at `pc`; `flag`
+    /// ([`EXPECTED_EXIT`], [`FUEL_EXIT`] or 0 for a failed guard) says why.
     Exit {
         block: Block,
         state: Vec<Ty>,
         pc: usize,
-        expected: bool,
+        flag: i64,
     },
 }
 
@@ -192,6 +192,10 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.b.switch_to_block(blk);
                 self.st = state.clone();
                 self.done = false;
+                let steps = self.an.charge[pc];
+                if steps > 0 {
+                    self.charge(steps as i64, pc);
+                }
             }
             if !self.done {
                 self.instr(pc);
@@ -377,39 +381,49 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// Continues only if `ok`; otherwise a side exit resuming at `pc` (the state is
     /// the one before the instruction at `pc`, so the interpreter re-runs it).
     fn guard(&mut self, ok: ir::Value, pc: usize) {
-        self.guard_exit(ok, pc, false);
+        self.guard_exit(ok, pc, 0);
     }
 
     /// A guard whose failure is not a wrong speculation (a call the interpreter must
     /// make: a native, a callee not compiled yet): it does not count toward
     /// blacklisting as a failed guard does.
     fn guard_expected(&mut self, ok: ir::Value, pc: usize) {
-        self.guard_exit(ok, pc, true);
+        self.guard_exit(ok, pc, EXPECTED_EXIT);
     }
 
-    fn guard_exit(&mut self, ok: ir::Value, pc: usize, expected: bool) {
-        let exit = self.exit_block(pc, expected);
+    /// Charges `steps` of fuel; when the grant is spent, leaves at `pc` (a loop header
+    /// or a call, so the interpreter refuels at its next charge).
+    fn charge(&mut self, steps: i64, pc: usize) {
+        let fuel = self.b.ins().load(I64, mem(), self.ctx, CTX_FUEL);
+        let left = self.b.ins().iadd_imm_s(fuel, -steps);
+        self.b.ins().store(mem(), left, self.ctx, CTX_FUEL);
+        let ok = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, left, 0);
+        self.guard_exit(ok, pc, FUEL_EXIT);
+    }
+
+    fn guard_exit(&mut self, ok: ir::Value, pc: usize, flag: i64) {
+        let exit = self.exit_block(pc, flag);
         let cont = self.b.create_block();
         self.b.ins().brif(ok, cont, &[], exit, &[]);
         self.fill_pending();
         self.b.switch_to_block(cont);
     }
 
-    fn exit_block(&mut self, pc: usize, expected: bool) -> Block {
+    fn exit_block(&mut self, pc: usize, flag: i64) -> Block {
         let block = self.b.create_block();
         self.b.set_cold_block(block);
         self.pending.push(Pending::Exit {
             block,
             state: self.st.clone(),
             pc,
-            expected,
+            flag,
         });
         block
     }
 
     /// An unconditional side exit at `pc`.
     fn exit_here(&mut self, pc: usize) {
-        let blk = self.exit_block(pc, true);
+        let blk = self.exit_block(pc, EXPECTED_EXIT);
         self.b.ins().jump(blk, &[]);
         self.fill_pending();
         self.done = true;
@@ -435,7 +449,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                     block,
                     state,
                     pc,
-                    expected,
+                    flag,
                 } => {
                     self.b.switch_to_block(block);
                     for (r, t) in state.iter().enumerate() {
@@ -443,7 +457,6 @@ impl<'a, 'f> Translator<'a, 'f> {
                             self.spill(r, *t);
                         }
                     }
-                    let flag = if expected { EXPECTED_EXIT } else { 0 };
                     let pcv = self.b.ins().iconst(I64, pc as i64 | flag);
                     self.b.ins().store(mem(), pcv, self.ctx, CTX_EXIT_PC);
                     let s = self.b.ins().iconst(I32, EXITED as i64);
@@ -938,6 +951,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         let arity = self.b.ins().load(I8, mem(), addr, 0);
         let fits = self.b.ins().icmp_imm_s(IntCC::Equal, arity, nargs as i64);
         self.guard_expected(fits, pc);
+        self.charge(1, pc);
         // Frame limit?
         let depth = self.b.ins().load(I64, mem(), self.ctx, CTX_DEPTH_LEFT);
         let room = self.b.ins().icmp_imm_s(IntCC::NotEqual, depth, 0);

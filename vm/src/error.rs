@@ -40,6 +40,27 @@ pub enum Fault {
     Throw(Value),
     /// `os.exit(code)`: unwinds everything, runs no handlers.
     Exit(i32),
+    /// A host-imposed limit stopped the script. Like `Exit`, it unwinds everything and
+    /// runs no handlers: a script must not be able to catch its way past a limit.
+    Limit(Limit),
+}
+
+/// The limits a host can put on a run; each stops it with its own [`ErrorKind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// The step budget (`Settings::fuel`) is spent.
+    Fuel,
+    /// The host raised the interrupt flag (`Settings::interrupt`).
+    Interrupted,
+}
+
+impl Limit {
+    pub fn message(self) -> &'static str {
+        match self {
+            Limit::Fuel => "instruction limit exceeded",
+            Limit::Interrupted => "interrupted by the host",
+        }
+    }
 }
 
 impl From<String> for Fault {
@@ -71,6 +92,8 @@ pub enum ErrorKind {
     Exit(i32),
     /// Reading a source file failed.
     Io,
+    /// A host-imposed limit stopped the script.
+    Limit(Limit),
 }
 
 /// The error a host or the CLI receives.

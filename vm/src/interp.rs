@@ -33,10 +33,13 @@ impl Vm {
     /// Delivers a fault to the innermost handler of this execution, or gives it back.
     fn catch(&mut self, fault: Fault, stop: usize) -> Result<(), Fault> {
         let value = match fault {
-            Fault::Exit(code) => {
+            Fault::Exit(_) | Fault::Limit(_) => {
+                if matches!(fault, Fault::Limit(_)) && self.throw_trace.is_none() {
+                    self.throw_trace = Some(self.capture_trace());
+                }
                 self.frames.truncate(stop);
                 self.handlers.retain(|h| h.frame < stop);
-                return Err(Fault::Exit(code));
+                return Err(fault);
             }
             Fault::Error(msg) => self.make_error(&msg),
             Fault::Throw(v) => {
@@ -220,6 +223,18 @@ impl Vm {
                         reload!();
                     }
                     Entered::Resumed => reload!(),
+                }
+            }};
+        }
+        // Charges steps for a call or a loop iteration; stops or refills when the grant
+        // is spent (see `crate::fuel`). Runs after the jump or call, so the frame's pc is
+        // where the run continues.
+        macro_rules! charge {
+            ($steps:expr) => {{
+                self.fuel -= $steps as i64;
+                if self.fuel <= 0 {
+                    save_pc!();
+                    check!(self.refuel());
                 }
             }};
         }
@@ -449,9 +464,12 @@ impl Vm {
                 }
                 opc::Jmp => {
                     pc = (pc as isize + ins.sj()) as usize;
-                    if tiering && ins.sj() < 0 {
-                        save_pc!();
-                        tier_enter!(1);
+                    if ins.sj() < 0 {
+                        charge!(-ins.sj());
+                        if tiering {
+                            save_pc!();
+                            tier_enter!(1);
+                        }
                     }
                 }
                 opc::Test => jump_if!(r!(ins.a()).truthy() == (ins.c() != 0)),
@@ -516,6 +534,7 @@ impl Vm {
                                 r!(a) = Value::Int(next);
                                 r!(a + 3) = Value::Int(next);
                                 pc = (pc as isize + ins.sbx()) as usize;
+                                charge!(-ins.sbx());
                                 if tiering {
                                     save_pc!();
                                     tier_enter!(1);
@@ -559,6 +578,7 @@ impl Vm {
                     let a = base + ins.a();
                     if check!(self.call_value(a, ins.b(), a)) {
                         reload!();
+                        charge!(1);
                         if tiering {
                             tier_enter!(1);
                         }
@@ -569,6 +589,7 @@ impl Vm {
                     let name = check!(const_name(proto, ins.c()));
                     if check!(ops::call_method(self, base + ins.a(), ins.b(), name)) {
                         reload!();
+                        charge!(1);
                     }
                 }
                 opc::Return => {

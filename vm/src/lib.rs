@@ -15,6 +15,7 @@ mod compiler;
 pub mod disasm;
 pub mod display;
 pub mod error;
+pub mod fuel;
 mod interp;
 pub mod lexer;
 pub mod loader;
@@ -31,7 +32,7 @@ pub mod vm;
 
 use std::sync::Arc;
 
-pub use error::{Diagnostic, ErrorKind, Fault, KilnError};
+pub use error::{Diagnostic, ErrorKind, Fault, KilnError, Limit};
 pub use loader::Loader;
 pub use program::{ModuleId, Program};
 pub use value::Value;
@@ -103,6 +104,10 @@ impl Vm {
 
     /// Turns an uncaught fault into the error a host sees.
     fn report(&mut self, fault: Fault) -> KilnError {
+        let kind = match fault {
+            Fault::Limit(limit) => ErrorKind::Limit(limit),
+            _ => ErrorKind::Runtime,
+        };
         let (message, trace): (String, Arc<[value::TraceEntry]>) = match fault {
             Fault::Exit(code) => {
                 return KilnError {
@@ -116,6 +121,12 @@ impl Vm {
                 let e = e.get(&self.heap);
                 (e.message.to_string(), e.trace.clone())
             }
+            Fault::Limit(limit) => (
+                limit.message().to_string(),
+                self.throw_trace
+                    .take()
+                    .unwrap_or_else(|| self.capture_trace()),
+            ),
             Fault::Throw(v) => (
                 self.display(v),
                 self.throw_trace
@@ -132,7 +143,7 @@ impl Vm {
         self.frames.clear();
         self.handlers.clear();
         KilnError {
-            kind: ErrorKind::Runtime,
+            kind,
             diagnostics: vec![Diagnostic::new(message, location)],
             trace: trace.to_vec(),
         }

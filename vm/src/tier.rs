@@ -177,6 +177,7 @@ impl Vm {
             closure: Value::Func(f.closure),
             module: Value::Module(f.module),
             module_vars,
+            fuel: &mut self.fuel,
             stack: &mut self.stack,
             program: &self.program,
         }
@@ -193,5 +194,9 @@ pub struct TierState<'a> {
     pub module_vars: *mut Value,
     /// Frames compiled calls may still add before `stack overflow`.
     pub depth_left: usize,
+    /// Steps left in the grant (see [`crate::fuel`]). Compiled code charges calls and
+    /// loop iterations as the interpreter does and leaves at a loop header or call when
+    /// it reaches zero; the interpreter then refuels at its next charge.
+    pub fuel: &'a mut i64,
     pub program: &'a Arc<Program>,
 }

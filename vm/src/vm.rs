@@ -10,6 +10,7 @@
 //! (`HeapConfig::stress`) collects at every allocation to catch any miss.
 
 use std::io::Write;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use kiln_gc::{Gc, Heap, HeapConfig, Trace, Tracer};
@@ -66,6 +67,12 @@ pub struct Settings {
     pub args: Vec<String>,
     /// Compiled code: when to ask for it and who compiles it.
     pub tier: crate::tier::TierConfig,
+    /// Steps (see [`crate::fuel`]) a run may take before it stops with
+    /// `instruction limit exceeded`; `None` for no limit.
+    pub fuel: Option<u64>,
+    /// A flag another thread may raise to stop the run (`interrupted by the host`). The
+    /// VM lowers it again when it stops.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Settings {
@@ -76,6 +83,8 @@ impl Default for Settings {
             capabilities: Capabilities::all(),
             args: Vec::new(),
             tier: Default::default(),
+            fuel: None,
+            interrupt: None,
         }
     }
 }
@@ -126,6 +135,12 @@ pub struct Vm {
     pub(crate) throw_trace: Option<Arc<[TraceEntry]>>,
     /// Calls plus back-edges per proto, for tier-up.
     pub(crate) hotness: Vec<u32>,
+    /// Steps left in the current grant (see [`crate::fuel`]); compiled code charges
+    /// it too.
+    pub(crate) fuel: i64,
+    pub(crate) fuel_granted: i64,
+    /// Steps of earlier grants.
+    pub(crate) fuel_spent: u64,
     /// State of `math.random`.
     pub rng: u64,
     /// Start of the process clock (`clock()`, `time.monotonic()`).
@@ -151,10 +166,14 @@ impl Vm {
             output,
             throw_trace: None,
             hotness: Vec::new(),
+            fuel: 0,
+            fuel_granted: 0,
+            fuel_spent: 0,
             rng: 0x853c_49e6_748f_ea9b,
             epoch: std::time::Instant::now(),
         };
         crate::builtins::install(&mut vm);
+        vm.reset_fuel();
         vm
     }
 
