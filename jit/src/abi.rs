@@ -28,6 +28,9 @@ pub const EXPECTED_EXIT: i64 = 1 << 32;
 /// Set in `exit_pc` when the exit is because the fuel grant ran out (see
 /// `kiln_vm::fuel`): neither a failure nor a reason to stop compiling.
 pub const FUEL_EXIT: i64 = 1 << 33;
+/// For a failed type guard, `exit_pc` carries the checked register plus one from this
+/// bit on, so the tier can look at the value that broke the speculation.
+pub const EXIT_REG_SHIFT: u32 = 40;
 
 /// State shared by every compiled frame of one entry from the interpreter.
 #[repr(C)]
@@ -38,6 +41,8 @@ pub struct JitCtx {
     pub depth_left: u64,
     /// Steps left in the VM's fuel grant; copied back when the code returns or exits.
     pub fuel: i64,
+    /// The VM's built-in values, in `kiln_vm::builtins::GLOBALS` order.
+    pub builtins: *const Value,
     /// Where the innermost stopped frame resumes.
     pub exit_pc: u64,
     /// Calls in progress, outermost first (capacity: the initial `depth_left`).
@@ -62,6 +67,8 @@ pub struct Shadow {
     pub regs: *mut Value,
     /// The callee value (a `Value::Func`), copied bit for bit.
     pub closure: Value,
+    /// The callee's proto id.
+    pub proto: u64,
 }
 
 pub const VALUE_SIZE: i32 = std::mem::size_of::<Value>() as i32;
@@ -85,6 +92,7 @@ pub const CLOSURE_MODULE: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Closure, m
 pub const CTX_STACK_END: i32 = offset_of!(JitCtx, stack_end) as i32;
 pub const CTX_DEPTH_LEFT: i32 = offset_of!(JitCtx, depth_left) as i32;
 pub const CTX_FUEL: i32 = offset_of!(JitCtx, fuel) as i32;
+pub const CTX_BUILTINS: i32 = offset_of!(JitCtx, builtins) as i32;
 pub const CTX_EXIT_PC: i32 = offset_of!(JitCtx, exit_pc) as i32;
 pub const CTX_SHADOW: i32 = offset_of!(JitCtx, shadow) as i32;
 pub const CTX_SHADOW_LEN: i32 = offset_of!(JitCtx, shadow_len) as i32;
@@ -96,6 +104,7 @@ pub const SHADOW_SIZE: i64 = std::mem::size_of::<Shadow>() as i64;
 pub const SHADOW_RESUME: i32 = offset_of!(Shadow, resume_pc) as i32;
 pub const SHADOW_REGS: i32 = offset_of!(Shadow, regs) as i32;
 pub const SHADOW_CLOSURE: i32 = offset_of!(Shadow, closure) as i32;
+pub const SHADOW_PROTO: i32 = offset_of!(Shadow, proto) as i32;
 
 /// Returns the variables of a module (a `Value::Module` payload) for compiled code that
 /// calls into another module's function.
@@ -130,6 +139,19 @@ pub unsafe extern "C" fn array_get(obj: u64, index: i64, out: *mut Value) -> u32
             0
         }
         None => 1,
+    }
+}
+
+/// The length of an array (`len(a)`).
+///
+/// # Safety
+/// As for [`array_get`].
+pub unsafe extern "C" fn array_len(obj: u64) -> i64 {
+    // SAFETY: see `array_get`: `obj` is a live array cell.
+    unsafe {
+        (*((obj as usize + kiln_gc::PAYLOAD_OFFSET) as *const Array))
+            .items
+            .len() as i64
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Ty {
     /// In the window, known to be the standard `math` module (its functions compile
     /// to intrinsics).
     Math,
+    /// In the window, known to be the built-in `len` (a call on an array compiles to
+    /// a length read).
+    Len,
 }
 
 impl Ty {
@@ -38,7 +41,7 @@ impl Ty {
     }
 
     pub fn is_typed(self) -> bool {
-        !matches!(self, Ty::Unset | Ty::Mem | Ty::Math)
+        !matches!(self, Ty::Unset | Ty::Mem | Ty::Math | Ty::Len)
     }
 
     /// Type unknown, value in the window: memory registers, and registers no path
@@ -49,7 +52,7 @@ impl Ty {
 
     /// In the window (not unboxed): values the compiler does not hold in registers.
     pub fn in_memory(self) -> bool {
-        matches!(self, Ty::Mem | Ty::Math)
+        matches!(self, Ty::Mem | Ty::Math | Ty::Len)
     }
 
     fn is_number(self) -> bool {
@@ -82,12 +85,76 @@ pub fn const_ty(proto: &Proto, i: usize) -> Option<Ty> {
 }
 
 /// What the analysis knows beyond the bytecode.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Facts {
     /// Observed types of the first registers (the parameters).
     pub hints: Vec<Ty>,
     /// Module variable slots bound to the standard `math` module.
     pub math_slots: Vec<u16>,
+    /// Types seen where earlier code's guards failed (side-exit feedback).
+    pub sites: Vec<Site>,
+    /// The guess for a number read from memory with nothing else to go on: int, or
+    /// float once feedback showed floats in this proto.
+    pub default_number: Ty,
+}
+
+/// A type observed in register `reg` where the instruction at `pc` read it. `Mem`
+/// means "not a number (or not the object kind the code wanted)": that instruction is
+/// left to the interpreter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub pc: u32,
+    pub reg: u16,
+    pub ty: Ty,
+}
+
+impl Default for Facts {
+    fn default() -> Facts {
+        Facts {
+            hints: Vec::new(),
+            math_slots: Vec::new(),
+            sites: Vec::new(),
+            default_number: Ty::Int,
+        }
+    }
+}
+
+impl Facts {
+    /// What feedback says about register `r` at `pc`.
+    pub fn site(&self, pc: usize, r: usize) -> Option<Ty> {
+        self.sites
+            .iter()
+            .find(|s| s.pc as usize == pc && s.reg as usize == r)
+            .map(|s| s.ty)
+    }
+
+    /// The hint for register `r` read at `pc`: site feedback, else the parameter's
+    /// observed type.
+    pub fn hint(&self, pc: usize, r: usize) -> Ty {
+        self.site(pc, r)
+            .unwrap_or_else(|| self.hints.get(r).copied().unwrap_or(Ty::Unset))
+    }
+
+    /// Feedback for the next compile of a proto: its sites, and float as the default
+    /// guess if floats showed up anywhere.
+    pub fn with_sites(mut self, sites: Vec<Site>) -> Facts {
+        if sites.iter().any(|s| s.ty == Ty::Float) {
+            self.default_number = Ty::Float;
+        }
+        self.sites = sites;
+        self
+    }
+}
+
+/// The analysis type of a value with tag `t`: numbers, bools and nil, or `Mem`.
+pub fn ty_of_tag(t: u8) -> Ty {
+    match t {
+        kiln_vm::value::tag::INT => Ty::Int,
+        kiln_vm::value::tag::FLOAT => Ty::Float,
+        kiln_vm::value::tag::BOOL => Ty::Bool,
+        kiln_vm::value::tag::NIL => Ty::Nil,
+        _ => Ty::Mem,
+    }
 }
 
 /// `math` functions compiled inline: name, arguments.
@@ -103,32 +170,30 @@ pub const MATH_INTRINSICS: &[(&str, usize)] = &[
 /// Observed types of the parameters (from the interpreter's tags) as guesses.
 pub fn hints_from_tags(tags: &[u8]) -> Vec<Ty> {
     tags.iter()
-        .map(|&t| match t {
-            kiln_vm::value::tag::INT => Ty::Int,
-            kiln_vm::value::tag::FLOAT => Ty::Float,
-            kiln_vm::value::tag::BOOL => Ty::Bool,
-            kiln_vm::value::tag::NIL => Ty::Nil,
-            _ => Ty::Unset,
+        .map(|&t| match ty_of_tag(t) {
+            Ty::Mem => Ty::Unset,
+            t => t,
         })
         .collect()
 }
 
 /// The type a memory register is guessed to have: what was observed for it, else its
-/// partner's number type, else int.
-fn guess(t: Ty, hint: Ty, partner: Ty) -> Ty {
+/// partner's number type, else the default. A `Mem` hint (a non-number was seen)
+/// stays `Mem`: no guess.
+fn guess(t: Ty, hint: Ty, partner: Ty, default: Ty) -> Ty {
     match t {
-        Ty::Mem | Ty::Unset if hint.is_number() => hint,
+        Ty::Mem | Ty::Unset if hint.is_number() || hint == Ty::Mem => hint,
         Ty::Mem | Ty::Unset if partner.is_number() => partner,
-        Ty::Mem | Ty::Unset => Ty::Int,
+        Ty::Mem | Ty::Unset => default,
         t => t,
     }
 }
 
 /// The operand types two numeric operands (registers `ra`, `rb`; `rb` may be a
 /// constant, with no hint) take after their guards.
-pub fn guess_numbers(a: Ty, b: Ty, ha: Ty, hb: Ty) -> Option<(Ty, Ty)> {
-    let ga = guess(a, ha, if b.unknown() { hb } else { b });
-    let gb = guess(b, hb, ga);
+pub fn guess_numbers(a: Ty, b: Ty, ha: Ty, hb: Ty, default: Ty) -> Option<(Ty, Ty)> {
+    let ga = guess(a, ha, if b.unknown() { hb } else { b }, default);
+    let gb = guess(b, hb, ga, default);
     (ga.is_number() && gb.is_number()).then_some((ga, gb))
 }
 
@@ -160,8 +225,12 @@ fn jump_target(pc: usize, offset: isize) -> usize {
 pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow {
     let ins = proto.code[pc];
     let (a, b, c) = (ins.a(), ins.b(), ins.c());
-    let hint = |r: usize| facts.hints.get(r).copied().unwrap_or(Ty::Unset);
-    let index_ok = |t: Ty| t == Ty::Int || t.unknown();
+    let hint = |r: usize| facts.hint(pc, r);
+    let dflt = facts.default_number;
+    // An object operand whose guard failed here before: leave the access to the
+    // interpreter.
+    let seen_other = |r: usize| facts.site(pc, r).is_some();
+    let index_ok = |r: usize, t: Ty| (t == Ty::Int || t.unknown()) && !seen_other(r);
     match ins.op_byte() {
         opc::Move => st[a] = st[b],
         opc::LoadK => match const_ty(proto, ins.bx()) {
@@ -181,39 +250,62 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
             }
         }
         opc::GetIndex => {
-            if !st[b].unknown() || !index_ok(st[c]) {
+            if !st[b].unknown() || seen_other(b) || !index_ok(c, st[c]) {
                 return Flow::Exit;
             }
             st[c] = Ty::Int;
             st[a] = Ty::Mem;
         }
         opc::SetIndex => {
-            if !st[a].unknown() || !index_ok(st[b]) {
+            if !st[a].unknown() || seen_other(a) || !index_ok(b, st[b]) {
                 return Flow::Exit;
             }
             st[b] = Ty::Int;
         }
         opc::GetField => {
-            if !st[b].unknown() {
+            if !st[b].unknown() || seen_other(b) {
                 return Flow::Exit;
             }
             st[a] = Ty::Mem;
         }
         opc::SetField => {
-            if !st[a].unknown() {
+            if !st[a].unknown() || seen_other(a) {
                 return Flow::Exit;
             }
         }
         opc::CallMethod => {
-            let Some((_, result)) = math_call(proto, ins, st, facts) else {
+            let Some((_, result)) = math_call(proto, pc, ins, st, facts) else {
                 return Flow::Exit;
             };
             st[a..].fill(Ty::Unset);
             st[a] = result;
         }
         opc::SetModule => {}
+        // `for v in array`: the cursor is an int; other iterables are left to the
+        // interpreter (feedback turns a failed array guard into an exit here).
+        opc::IterPrep => {
+            if !st[a].unknown() || seen_other(a) {
+                return Flow::Exit;
+            }
+            st[a + 1] = Ty::Int;
+        }
+        opc::IterNext1 => {
+            if !st[a].unknown() || seen_other(a) || !(st[a + 1] == Ty::Int || st[a + 1].unknown()) {
+                return Flow::Exit;
+            }
+            st[a + 1] = Ty::Int;
+            st[a + 2] = Ty::Mem;
+            return Flow::Branch {
+                taken: jump_target(pc, ins.sbx()),
+                skip: pc + 1,
+            };
+        }
+        opc::LoadBuiltin => {
+            let is_len = kiln_vm::builtins::GLOBALS.get(ins.bx()) == Some(&"len");
+            st[a] = if is_len { Ty::Len } else { Ty::Mem };
+        }
         opc::Add | opc::Sub | opc::Mul | opc::Div | opc::IDiv | opc::Mod => {
-            let Some((x, y)) = guess_numbers(st[b], st[c], hint(b), hint(c)) else {
+            let Some((x, y)) = guess_numbers(st[b], st[c], hint(b), hint(c), dflt) else {
                 return Flow::Exit;
             };
             (st[b], st[c]) = (x, y);
@@ -223,7 +315,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
             let Some(k) = const_ty(proto, c) else {
                 return Flow::Exit;
             };
-            let Some((x, y)) = guess_numbers(st[b], k, hint(b), Ty::Unset) else {
+            let Some((x, y)) = guess_numbers(st[b], k, hint(b), Ty::Unset, dflt) else {
                 return Flow::Exit;
             };
             st[b] = x;
@@ -236,7 +328,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
             (st[b], st[c], st[a]) = (Ty::Int, Ty::Int, Ty::Int);
         }
         opc::Unm => {
-            let t = guess(st[b], hint(b), Ty::Unset);
+            let t = guess(st[b], hint(b), Ty::Unset, dflt);
             if !t.is_number() {
                 return Flow::Exit;
             }
@@ -253,7 +345,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
             // Int/float comparisons are exact in the interpreter; compiled code only
             // compares numbers of one type.
             let Some((x, y)) =
-                guess_numbers(st[b], st[c], hint(b), hint(c)).filter(|(x, y)| x == y)
+                guess_numbers(st[b], st[c], hint(b), hint(c), dflt).filter(|(x, y)| x == y)
             else {
                 return Flow::Exit;
             };
@@ -265,7 +357,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
         }
         opc::TestEq | opc::TestLt | opc::TestLe | opc::TestGt | opc::TestGe => {
             let Some((x, y)) =
-                guess_numbers(st[a], st[b], hint(a), hint(b)).filter(|(x, y)| x == y)
+                guess_numbers(st[a], st[b], hint(a), hint(b), dflt).filter(|(x, y)| x == y)
             else {
                 return Flow::Exit;
             };
@@ -303,6 +395,10 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
             }
             st[a] = t;
         }
+        opc::Call if is_len_call(ins, st, facts, pc) => {
+            st[a] = Ty::Int;
+            st[a + 1..].fill(Ty::Unset);
+        }
         opc::Call => {
             st[a] = Ty::Mem;
             for r in st.iter_mut().skip(a + 1) {
@@ -317,7 +413,13 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
 
 /// For `math.f(x)` with an intrinsic `f`: the argument's type after its guard and the
 /// result's type.
-pub fn math_call(proto: &Proto, ins: Instr, st: &[Ty], facts: &Facts) -> Option<(Ty, Ty)> {
+pub fn math_call(
+    proto: &Proto,
+    pc: usize,
+    ins: Instr,
+    st: &[Ty],
+    facts: &Facts,
+) -> Option<(Ty, Ty)> {
     let (a, nargs) = (ins.a(), ins.b());
     if st.get(a + 1) != Some(&Ty::Math) {
         return None;
@@ -328,16 +430,19 @@ pub fn math_call(proto: &Proto, ins: Instr, st: &[Ty], facts: &Facts) -> Option<
     MATH_INTRINSICS
         .iter()
         .find(|(n, arity)| **n == **name && *arity == nargs)?;
-    let arg = guess(
-        st[a + 2],
-        facts.hints.get(a + 2).copied().unwrap_or(Ty::Unset),
-        Ty::Float,
-    );
+    let arg = guess(st[a + 2], facts.hint(pc, a + 2), Ty::Float, Ty::Float);
     if !arg.is_number() {
         return None;
     }
     let result = if &**name == "abs" { arg } else { Ty::Float };
     Some((arg, result))
+}
+
+/// Whether `Call` at `pc` is `len(x)` compiled inline: `x` is checked to be an array
+/// (where feedback saw something else, the call is left as it is).
+pub fn is_len_call(ins: Instr, st: &[Ty], facts: &Facts, pc: usize) -> bool {
+    let a = ins.a();
+    st[a] == Ty::Len && ins.b() == 1 && st[a + 1].unknown() && facts.site(pc, a + 1).is_none()
 }
 
 /// A test and its paired jump.
@@ -421,9 +526,11 @@ pub fn analyse(proto: &Proto, facts: &Facts) -> Analysis {
             }
         }
     }
+    // A loop whose header instruction is not compiled (a `for v in array` header) is
+    // no entry: the interpreter would enter and leave at once on every iteration.
     let headers = headers
         .into_iter()
-        .filter(|&h| types[h].is_some())
+        .filter(|&h| types[h].is_some() && flows[h] != Flow::Exit)
         .collect();
     let live = liveness(proto, &types, &flows);
     Analysis {
@@ -539,9 +646,12 @@ fn reads_writes(ins: Instr, regs: usize) -> (Vec<usize>, Vec<usize>) {
     let all_from = |r: usize| (r..regs).collect::<Vec<_>>();
     match ins.op_byte() {
         opc::Move | opc::Unm | opc::Not | opc::BNot => (vec![b], vec![a]),
-        opc::LoadK | opc::LoadI | opc::LoadTrue | opc::LoadFalse | opc::GetModule => {
-            (vec![], vec![a])
-        }
+        opc::LoadK
+        | opc::LoadI
+        | opc::LoadTrue
+        | opc::LoadFalse
+        | opc::GetModule
+        | opc::LoadBuiltin => (vec![], vec![a]),
         opc::LoadNil => (vec![], (a..=a + b).collect()),
         opc::SetModule | opc::Test | opc::DefaultArg | opc::Return => (vec![a], vec![]),
         opc::Add
@@ -576,7 +686,13 @@ fn reads_writes(ins: Instr, regs: usize) -> (Vec<usize>, Vec<usize>) {
         // The callee and its arguments are read; everything from the call slot up is
         // clobbered by the callee's frame.
         opc::Call => ((a..=a + b).collect(), all_from(a)),
-        _ => (vec![], vec![]),
+        opc::IterPrep => (vec![a], vec![a + 1]),
+        // The cursor is read before it is written.
+        opc::IterNext1 => (vec![a, a + 1], vec![a + 2]),
+        opc::Jmp => (vec![], vec![]),
+        // Anything not listed is assumed to read every register: a new opcode can make
+        // liveness imprecise, never wrong.
+        _ => (all_from(0), vec![]),
     }
 }
 
@@ -593,21 +709,45 @@ mod tests {
     }
 
     #[test]
+    fn sites_override_parameter_hints_and_set_the_default() {
+        let facts = Facts {
+            hints: vec![Ty::Int],
+            ..Default::default()
+        }
+        .with_sites(vec![Site {
+            pc: 3,
+            reg: 0,
+            ty: Ty::Float,
+        }]);
+        assert_eq!(facts.hint(3, 0), Ty::Float);
+        assert_eq!(facts.hint(4, 0), Ty::Int);
+        assert_eq!(facts.default_number, Ty::Float);
+        assert_eq!(ty_of_tag(kiln_vm::value::tag::ARRAY), Ty::Mem);
+    }
+
+    #[test]
     fn memory_operands_are_guessed_from_their_partner() {
         let u = Ty::Unset;
         assert_eq!(
-            guess_numbers(Ty::Mem, Ty::Float, u, u),
+            guess_numbers(Ty::Mem, Ty::Float, u, u, Ty::Int),
             Some((Ty::Float, Ty::Float))
         );
         assert_eq!(
-            guess_numbers(Ty::Mem, Ty::Mem, u, u),
+            guess_numbers(Ty::Mem, Ty::Mem, u, u, Ty::Int),
             Some((Ty::Int, Ty::Int))
         );
         assert_eq!(
-            guess_numbers(Ty::Float, Ty::Mem, u, Ty::Int),
+            guess_numbers(Ty::Float, Ty::Mem, u, Ty::Int, Ty::Int),
             Some((Ty::Float, Ty::Int))
         );
-        assert_eq!(guess_numbers(Ty::Nil, Ty::Int, u, u), None);
+        assert_eq!(guess_numbers(Ty::Nil, Ty::Int, u, u, Ty::Int), None);
+        // Feedback: a float seen makes floats the default; a non-number seen stops the
+        // guessing at that site.
+        assert_eq!(
+            guess_numbers(Ty::Mem, Ty::Mem, u, u, Ty::Float),
+            Some((Ty::Float, Ty::Float))
+        );
+        assert_eq!(guess_numbers(Ty::Mem, Ty::Int, Ty::Mem, u, Ty::Int), None);
         assert_eq!(arith_result(opc::Add, Ty::Int, Ty::Float), Ty::Float);
         assert_eq!(arith_result(opc::Div, Ty::Int, Ty::Int), Ty::Float);
     }

@@ -16,8 +16,11 @@ pub mod infer;
 pub mod params;
 pub mod translate;
 
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{
+    AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use cranelift_codegen::ir::types::{F64, I32, I64};
@@ -45,22 +48,43 @@ pub struct JitOptions {
     pub dump_clif: bool,
 }
 
-/// Per-program tables compiled calls read: entry point, simple arity, register count.
+/// Per-program tables compiled calls read (entry point, simple arity, register
+/// count), and what the tier learns from side exits, per proto.
 struct Tables {
     code: Box<[AtomicU64]>,
     arity: Box<[AtomicU8]>,
     max_regs: Box<[AtomicU16]>,
+    /// Left to the interpreter: neither entered nor called any more.
+    disabled: Box<[AtomicBool]>,
+    feedback: Mutex<HashMap<u32, Feedback>>,
+    /// Where recompilation requests go.
+    requests: Sender<Msg>,
 }
 
 impl Tables {
-    fn new() -> Tables {
+    fn new(requests: Sender<Msg>) -> Tables {
         let n = params::MAX_PROTOS;
         Tables {
             code: (0..n).map(|_| AtomicU64::new(0)).collect(),
             arity: (0..n).map(|_| AtomicU8::new(u8::MAX)).collect(),
             max_regs: (0..n).map(|_| AtomicU16::new(0)).collect(),
+            disabled: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            feedback: Mutex::new(HashMap::new()),
+            requests,
         }
     }
+}
+
+/// Side exits of one proto's current code, and the types its failed guards saw.
+#[derive(Default)]
+struct Feedback {
+    sites: Vec<infer::Site>,
+    /// Failed guards that taught nothing new, and exits at instructions not compiled.
+    exits: u32,
+    expected_exits: u32,
+    recompiles: u32,
+    /// A recompilation is queued: sites keep accumulating until it runs.
+    recompiling: bool,
 }
 
 #[derive(Default)]
@@ -79,9 +103,17 @@ struct Request {
     done: Option<Sender<()>>,
 }
 
+/// What the compile thread is asked to do.
+enum Msg {
+    Compile(Request),
+    /// Compile `proto` again with the feedback gathered since its last compile.
+    Recompile(Arc<Program>, ProtoId),
+    Stop,
+}
+
 /// The Cranelift tier.
 pub struct CraneliftTier {
-    queue: Mutex<Option<Sender<Request>>>,
+    queue: Mutex<Option<Sender<Msg>>>,
     /// Set when the program ends: queued compiles are dropped, not done.
     closing: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -95,9 +127,10 @@ impl CraneliftTier {
         let c = counters.clone();
         let closing = Arc::new(AtomicBool::new(false));
         let stop = closing.clone();
+        let requests = tx.clone();
         let thread = std::thread::Builder::new()
             .name("kiln-jit".into())
-            .spawn(move || compile_loop(rx, options, c, stop))
+            .spawn(move || compile_loop(rx, requests, options, c, stop))
             .ok();
         CraneliftTier {
             queue: Mutex::new(thread.as_ref().map(|_| tx)),
@@ -111,7 +144,10 @@ impl CraneliftTier {
 impl Drop for CraneliftTier {
     fn drop(&mut self) {
         self.closing.store(true, Ordering::Relaxed);
-        self.queue.lock().take();
+        // Compiled code holds senders too (for recompilation): say stop explicitly.
+        if let Some(q) = self.queue.lock().take() {
+            let _ = q.send(Msg::Stop);
+        }
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
@@ -130,7 +166,7 @@ impl Tier for CraneliftTier {
             params: params.to_vec(),
             done: wait.then_some(done_tx),
         };
-        if queue.send(req).is_ok() && wait {
+        if queue.send(Msg::Compile(req)).is_ok() && wait {
             let _ = done_rx.recv();
         }
     }
@@ -150,23 +186,32 @@ impl Tier for CraneliftTier {
 
 /// The compiler thread: owns the Cranelift module (its code lives as long as the tier).
 fn compile_loop(
-    rx: Receiver<Request>,
+    rx: Receiver<Msg>,
+    requests: Sender<Msg>,
     options: JitOptions,
     counters: Arc<Counters>,
     closing: Arc<AtomicBool>,
 ) {
-    let Some(mut jit) = Jit::new(options, counters) else {
-        // No JIT on this host: leave everything to the interpreter.
-        for req in rx {
-            drop(req.done);
+    let mut jit = Jit::new(options, counters, requests);
+    for msg in rx {
+        // Without a JIT on this host everything stays with the interpreter.
+        let (Some(jit), false) = (jit.as_mut(), closing.load(Ordering::Relaxed)) else {
+            if matches!(msg, Msg::Stop) {
+                return;
+            }
+            continue;
+        };
+        match msg {
+            Msg::Compile(req) => {
+                jit.compile(&req.program, req.proto, &req.params);
+                drop(req.done);
+            }
+            Msg::Recompile(program, proto) => {
+                let params = jit.params_of(proto);
+                jit.compile(&program, proto, &params);
+            }
+            Msg::Stop => return,
         }
-        return;
-    };
-    for req in rx {
-        if !closing.load(Ordering::Relaxed) {
-            jit.compile(&req.program, req.proto, &req.params);
-        }
-        drop(req.done);
     }
 }
 
@@ -180,6 +225,9 @@ struct Jit {
     program: Option<*const Program>,
     proto_sig: Signature,
     imports: Imports,
+    /// Code compiled so far, by proto index, with the parameter tags of its first
+    /// compile (recompiles keep them).
+    compiled: HashMap<u32, (Arc<JitCode>, Vec<u8>)>,
 }
 
 /// Rust functions generated code calls.
@@ -188,6 +236,7 @@ struct Imports {
     float_mod: FuncId,
     array_get: FuncId,
     array_set: FuncId,
+    array_len: FuncId,
     field_get: FuncId,
     field_set: FuncId,
     math: [FuncId; 4],
@@ -196,11 +245,12 @@ struct Imports {
 impl Imports {
     /// Registers every helper's address and declares it to the module.
     fn declare(builder: &mut JITBuilder) -> impl FnOnce(&mut JITModule) -> Option<Imports> {
-        let syms: [(&str, *const u8); 10] = [
+        let syms: [(&str, *const u8); 11] = [
             ("kiln_module_vars", abi::module_vars as *const u8),
             ("kiln_float_mod", abi::float_mod as *const u8),
             ("kiln_array_get", abi::array_get as *const u8),
             ("kiln_array_set", abi::array_set as *const u8),
+            ("kiln_array_len", abi::array_len as *const u8),
             ("kiln_field_get", abi::field_get as *const u8),
             ("kiln_field_set", abi::field_set as *const u8),
             ("kiln_sin", abi::sin as *const u8),
@@ -226,6 +276,7 @@ impl Imports {
                 float_mod: declare("kiln_float_mod", sig(&[F64, F64], F64))?,
                 array_get: declare("kiln_array_get", sig(&[I64, I64, I64], I32))?,
                 array_set: declare("kiln_array_set", sig(&[I64, I64, I64], I32))?,
+                array_len: declare("kiln_array_len", sig(&[I64], I64))?,
                 field_get: declare("kiln_field_get", sig(&[I64, I64, I64, I64], I32))?,
                 field_set: declare("kiln_field_set", sig(&[I64, I64, I64, I64], I32))?,
                 math: [
@@ -243,12 +294,13 @@ impl Imports {
         &self,
         module: &mut JITModule,
         func: &mut cranelift_codegen::ir::Function,
-    ) -> [FuncRef; 10] {
+    ) -> [FuncRef; 11] {
         let ids = [
             self.module_vars,
             self.float_mod,
             self.array_get,
             self.array_set,
+            self.array_len,
             self.field_get,
             self.field_set,
             self.math[0],
@@ -261,7 +313,7 @@ impl Imports {
 }
 
 impl Jit {
-    fn new(options: JitOptions, counters: Arc<Counters>) -> Option<Jit> {
+    fn new(options: JitOptions, counters: Arc<Counters>, requests: Sender<Msg>) -> Option<Jit> {
         let mut flags = cranelift_codegen::settings::builder();
         flags.set("opt_level", "speed").ok()?;
         flags.set("unwind_info", "false").ok()?;
@@ -279,15 +331,44 @@ impl Jit {
             fctx: FunctionBuilderContext::new(),
             options,
             counters,
-            tables: Arc::new(Tables::new()),
+            tables: Arc::new(Tables::new(requests)),
             program: None,
             proto_sig,
             imports,
+            compiled: HashMap::new(),
         })
+    }
+
+    fn params_of(&self, id: ProtoId) -> Vec<u8> {
+        self.compiled
+            .get(&id.0)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// The feedback for the next compile of `id`.
+    fn sites(&self, id: ProtoId) -> (Vec<infer::Site>, u32) {
+        let mut fb = self.tables.feedback.lock();
+        let f = fb.entry(id.0).or_default();
+        (f.sites.clone(), f.recompiles)
+    }
+
+    /// New code for `id` is in place: its exits start counting afresh.
+    fn installed(&self, id: ProtoId) {
+        let mut fb = self.tables.feedback.lock();
+        let f = fb.entry(id.0).or_default();
+        f.recompiling = false;
+        f.exits = 0;
+        f.expected_exits = 0;
+        self.tables.disabled[id.0 as usize].store(false, Ordering::Relaxed);
     }
 
     fn refuse(&self, program: &Program, id: ProtoId, why: &str) {
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        // A refused recompile leaves the old code, whose exits count again.
+        if let Some(f) = self.tables.feedback.lock().get_mut(&id.0) {
+            f.recompiling = false;
+        }
         if self.options.verbose {
             let p = program.proto(id);
             let (line, _) = p.source.line_col(p.span.start);
@@ -319,10 +400,13 @@ impl Jit {
             .filter(|(_, m)| &**m == "math")
             .map(|(slot, _)| *slot)
             .collect();
+        let (sites, recompiles) = self.sites(id);
         let facts = infer::Facts {
             hints: infer::hints_from_tags(params),
             math_slots: math,
-        };
+            ..Default::default()
+        }
+        .with_sites(sites);
         let an = infer::analyse(proto, &facts);
         if an.types[0].is_none() {
             return self.refuse(program, id, "no code");
@@ -332,7 +416,7 @@ impl Jit {
         ctx.func.name = UserFuncName::user(0, id.0);
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
-            let [module_vars, float_mod, array_get, array_set, field_get, field_set, sin, cos, exp, log] =
+            let [module_vars, float_mod, array_get, array_set, array_len, field_get, field_set, sin, cos, exp, log] =
                 self.imports.refs(&mut self.module, b.func);
             let proto_sig = b.import_signature(self.proto_sig.clone());
             let helpers = translate::Helpers {
@@ -340,6 +424,7 @@ impl Jit {
                 float_mod,
                 array_get,
                 array_set,
+                array_len,
                 field_get,
                 field_set,
                 math: [sin, cos, exp, log],
@@ -351,7 +436,8 @@ impl Jit {
         if self.options.dump_clif {
             eprintln!("jit: IR of {}:\n{}", proto.name, ctx.func.display());
         }
-        let name = format!("kiln_proto_{}", id.0);
+        // Recompiles define a new function: names are unique per compile.
+        let name = format!("kiln_proto_{}_{recompiles}", id.0);
         let fid = match self
             .module
             .declare_function(&name, Linkage::Local, &self.proto_sig)
@@ -366,7 +452,7 @@ impl Jit {
         if let Err(e) = self.module.finalize_definitions() {
             return self.refuse(program, id, &format!("finalize: {e}"));
         }
-        let entry = self.module.get_finalized_function(fid);
+        let entry = self.module.get_finalized_function(fid) as usize;
         let i = id.0 as usize;
         let simple = proto.nrequired == proto.nparams && !proto.has_rest;
         self.tables.arity[i].store(
@@ -374,39 +460,53 @@ impl Jit {
             Ordering::Relaxed,
         );
         self.tables.max_regs[i].store(proto.max_regs, Ordering::Relaxed);
-        self.tables.code[i].store(entry as u64, Ordering::Release);
         let us = started.elapsed().as_micros() as u64;
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         self.counters.compile_us.fetch_add(us, Ordering::Relaxed);
+        let name = format!(
+            "{} ({}:{})",
+            proto.name,
+            proto.source.name,
+            proto.source.line_col(proto.span.start).0
+        );
         if self.options.verbose {
-            let (line, _) = proto.source.line_col(proto.span.start);
+            let again = if recompiles > 0 {
+                format!(
+                    " (recompile {recompiles}, {} feedback sites)",
+                    an.facts.sites.len()
+                )
+            } else {
+                String::new()
+            };
             eprintln!(
-                "jit: compiled {} ({}:{line}) {} ops in {us} µs, {} loop entries",
-                proto.name,
-                proto.source.name,
+                "jit: compiled {name} {} ops in {us} µs, {} loop entries{again}",
                 proto.code.len(),
                 an.headers.len(),
             );
         }
-        let mut headers: Vec<u32> = an.headers.iter().map(|&h| h as u32).collect();
-        headers.push(0);
-        proto.jit.set(Arc::new(JitCode {
-            entry: entry as usize,
-            index: i,
-            headers,
-            tables: self.tables.clone(),
-            exits: AtomicU32::new(0),
-            expected_exits: AtomicU32::new(0),
-            disabled: AtomicBool::new(false),
-            counters: self.counters.clone(),
-            verbose: self.options.verbose,
-            name: format!(
-                "{} ({}:{})",
-                proto.name,
-                proto.source.name,
-                proto.source.line_col(proto.span.start).0
-            ),
-        }));
+        match self.compiled.get(&id.0) {
+            // Recompiled: callers and entries switch to the new code; the old code
+            // stays mapped (frames may still be running it).
+            Some((code, _)) => code.entry.store(entry, Ordering::Release),
+            None => {
+                let mut headers: Vec<u32> = an.headers.iter().map(|&h| h as u32).collect();
+                headers.push(0);
+                let code = Arc::new(JitCode {
+                    entry: AtomicUsize::new(entry),
+                    index: i,
+                    headers,
+                    tables: self.tables.clone(),
+                    program: Arc::downgrade(program),
+                    counters: self.counters.clone(),
+                    verbose: self.options.verbose,
+                    name,
+                });
+                proto.jit.set(code.clone());
+                self.compiled.insert(id.0, (code, params.to_vec()));
+            }
+        }
+        self.tables.code[i].store(entry as u64, Ordering::Release);
+        self.installed(id);
     }
 }
 
@@ -423,14 +523,14 @@ fn proto_signature(cc: CallConv) -> Signature {
 
 /// Compiled code of one proto.
 struct JitCode {
-    entry: usize,
+    /// The current code (recompilation replaces it).
+    entry: AtomicUsize,
     /// The proto's index in the tables.
     index: usize,
     headers: Vec<u32>,
     tables: Arc<Tables>,
-    exits: AtomicU32,
-    expected_exits: AtomicU32,
-    disabled: AtomicBool,
+    /// For recompilation requests (the program owns this code, so not an `Arc`).
+    program: Weak<Program>,
     counters: Arc<Counters>,
     verbose: bool,
     name: String,
@@ -445,7 +545,7 @@ thread_local! {
 
 impl CompiledCode for JitCode {
     fn has_entry(&self, pc: u32) -> bool {
-        !self.disabled.load(Ordering::Relaxed) && self.headers.contains(&pc)
+        !self.tables.disabled[self.index].load(Ordering::Relaxed) && self.headers.contains(&pc)
     }
 
     fn run(&self, vm: &mut Vm, pc: u32) -> TierExit {
@@ -472,6 +572,7 @@ impl CompiledCode for JitCode {
                 stack_end: unsafe { stack.add(len) },
                 depth_left: depth_left as u64,
                 fuel: *st.fuel,
+                builtins: st.builtins,
                 exit_pc: 0,
                 shadow: shadow.as_mut_ptr(),
                 shadow_len: 0,
@@ -479,9 +580,10 @@ impl CompiledCode for JitCode {
                 arity: self.tables.arity.as_ptr() as *const u8,
                 max_regs: self.tables.max_regs.as_ptr() as *const u16,
             };
+            let entry = self.entry.load(Ordering::Acquire);
             // SAFETY: `entry` was produced by Cranelift for a function of type `Entry`
             // and stays mapped as long as the tier's module (which outlives this code).
-            let f: Entry = unsafe { std::mem::transmute::<usize, Entry>(self.entry) };
+            let f: Entry = unsafe { std::mem::transmute::<usize, Entry>(entry) };
             // SAFETY: the frame's window `stack[base..base + max_regs]` is in bounds (the
             // interpreter sized the stack when it pushed the frame), and generated code
             // stays below `stack_end` for callee windows. `closure` and `module` are live
@@ -498,6 +600,7 @@ impl CompiledCode for JitCode {
                     pc,
                 )
             };
+            let steps = (*st.fuel - ctx.fuel).max(0) as u64;
             *st.fuel = ctx.fuel;
             if status == RETURNED {
                 return TierExit::Returned(st.stack[base - 1]);
@@ -508,17 +611,20 @@ impl CompiledCode for JitCode {
             // value), within the reserved capacity.
             unsafe { shadow.set_len(ctx.shadow_len as usize) };
             let exit_pc = ctx.exit_pc as u32;
-            let expected = ctx.exit_pc & abi::EXPECTED_EXIT as u64 != 0;
-            if ctx.exit_pc & abi::FUEL_EXIT as u64 == 0 {
-                self.note_exit(exit_pc, !shadow.is_empty(), expected);
-            }
+            let base_of =
+                |s: &Shadow| (s.regs as usize - stack as usize) / std::mem::size_of::<Value>();
+            let (proto, inner_base) = shadow
+                .last()
+                .map_or((self.index as u32, base), |s| (s.proto as u32, base_of(s)));
+            let exit = Exit::decode(ctx.exit_pc, |r| st.stack[inner_base + r].tag());
+            self.note_exit(proto, exit_pc, exit, steps);
             let resume = |i: usize| shadow.get(i).map_or(exit_pc, |s| s.resume_pc as u32);
             let frames = shadow
                 .iter()
                 .enumerate()
                 .map(|(i, s)| Materialize {
                     closure: s.closure,
-                    base: (s.regs as usize - stack as usize) / std::mem::size_of::<Value>(),
+                    base: base_of(s),
                     pc: resume(i + 1),
                 })
                 .collect();
@@ -530,39 +636,114 @@ impl CompiledCode for JitCode {
     }
 }
 
-impl JitCode {
-    /// Counts an exit; too many failed guards (or too many exits at instructions it
-    /// does not handle) leave the proto to the interpreter.
-    fn note_exit(&self, pc: u32, in_callee: bool, expected: bool) {
-        self.counters.exits.fetch_add(1, Ordering::Relaxed);
-        let (count, limit) = if expected {
-            (&self.expected_exits, params::MAX_EXPECTED_EXITS)
+/// Why compiled code stopped, from the exit word it left in the context.
+#[derive(Clone, Copy, Debug)]
+enum Exit {
+    /// The fuel grant ran out: nothing to learn.
+    Fuel,
+    /// An instruction compiled code does not handle.
+    Expected,
+    /// A failed guard on register `reg`, which held a value of tag `tag`.
+    Type { reg: u16, tag: u8 },
+    /// Another failed check (a zero divisor, an index out of range, ...).
+    Other,
+}
+
+impl Exit {
+    fn decode(word: u64, tag_of: impl Fn(usize) -> u8) -> Exit {
+        let reg = (word >> abi::EXIT_REG_SHIFT) as u16;
+        if word & abi::FUEL_EXIT as u64 != 0 {
+            Exit::Fuel
+        } else if word & abi::EXPECTED_EXIT as u64 != 0 {
+            Exit::Expected
+        } else if reg > 0 {
+            Exit::Type {
+                reg: reg - 1,
+                tag: tag_of(reg as usize - 1),
+            }
         } else {
-            (&self.exits, params::MAX_EXITS)
-        };
-        let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-        if n != limit {
+            Exit::Other
+        }
+    }
+}
+
+impl JitCode {
+    /// Learns from an exit of proto `index`'s code at `pc`, after `steps` of work in
+    /// compiled code. A failed type guard that saw a new type is feedback: the proto is
+    /// recompiled with it (a few times at most). Other exits count toward leaving the
+    /// proto to the interpreter, unless the entry did enough work to pay for itself.
+    fn note_exit(&self, index: u32, pc: u32, exit: Exit, steps: u64) {
+        if matches!(exit, Exit::Fuel) {
             return;
         }
+        self.counters.exits.fetch_add(1, Ordering::Relaxed);
+        let mut fb = self.tables.feedback.lock();
+        let f = fb.entry(index).or_default();
+        if f.recompiling {
+            // Exits of code already being replaced say nothing about the new code.
+            return;
+        }
+        if let Exit::Type { reg, tag } = exit {
+            let site = infer::Site {
+                pc,
+                reg,
+                ty: infer::ty_of_tag(tag),
+            };
+            if !f.sites.contains(&site) && f.recompiles < params::MAX_RECOMPILES {
+                f.sites.retain(|s| (s.pc, s.reg) != (pc, reg));
+                f.sites.push(site);
+                if !f.recompiling {
+                    f.recompiling = true;
+                    f.recompiles += 1;
+                    drop(fb);
+                    return self.recompile(index);
+                }
+                return;
+            }
+        }
+        if steps >= params::STEPS_PER_EXIT {
+            return;
+        }
+        let expected = matches!(exit, Exit::Expected);
+        let (count, limit) = if expected {
+            (&mut f.expected_exits, params::MAX_EXPECTED_EXITS)
+        } else {
+            (&mut f.exits, params::MAX_EXITS)
+        };
+        *count += 1;
+        if *count != limit {
+            return;
+        }
+        let n = *count;
+        drop(fb);
         // Neither the interpreter nor compiled callers enter it any more.
-        self.disabled.store(true, Ordering::Relaxed);
-        self.tables.code[self.index].store(0, Ordering::Release);
+        let i = index as usize;
+        self.tables.disabled[i].store(true, Ordering::Relaxed);
+        self.tables.code[i].store(0, Ordering::Release);
         self.counters.blacklisted.fetch_add(1, Ordering::Relaxed);
         if self.verbose {
-            let whose = if in_callee {
-                "a compiled callee"
-            } else {
-                "itself"
-            };
             let why = if expected {
                 "instructions it does not compile"
             } else {
                 "failed guards"
             };
+            let whose = if i == self.index {
+                self.name.clone()
+            } else {
+                format!("proto {i} (called from {})", self.name)
+            };
             eprintln!(
-                "jit: left {} to the interpreter after {n} exits at {why} (last at pc {pc} of {whose})",
-                self.name
+                "jit: left {whose} to the interpreter after {n} exits at {why} (last at pc {pc})"
             );
+        }
+    }
+
+    fn recompile(&self, index: u32) {
+        if let Some(program) = self.program.upgrade() {
+            let _ = self
+                .tables
+                .requests
+                .send(Msg::Recompile(program, ProtoId(index)));
         }
     }
 }

@@ -30,3 +30,15 @@ pub const MAX_BYTECODE: usize = 20_000;
 /// Capacity of the per-program tables compiled calls read (code pointer, arity,
 /// register count per proto). Protos beyond it are never compiled.
 pub const MAX_PROTOS: usize = 1 << 16;
+
+/// Recompilations of one proto with side-exit feedback. Each failed type guard that
+/// saw a new type (a float where an int was guessed) teaches one site; most protos
+/// settle after one or two. Past this the remaining exits count toward `MAX_EXITS`.
+pub const MAX_RECOMPILES: u32 = 6;
+
+/// Steps of work (loop iterations weighted by length, calls; see `kiln_vm::fuel`) an
+/// entry into compiled code must do before an exit no longer counts against it. A
+/// function that runs its loops compiled and leaves for an instruction at the end pays
+/// for its entry and exit many times over; one that leaves before doing anything does
+/// not.
+pub const STEPS_PER_EXIT: u64 = 64;

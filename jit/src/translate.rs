@@ -23,6 +23,7 @@ pub struct Helpers {
     pub float_mod: FuncRef,
     pub array_get: FuncRef,
     pub array_set: FuncRef,
+    pub array_len: FuncRef,
     pub field_get: FuncRef,
     pub field_set: FuncRef,
     /// `math` functions that are calls to libm: sin, cos, exp, log.
@@ -83,7 +84,9 @@ fn tag_of(t: Ty) -> i64 {
         Ty::Bool => TAG_BOOL,
         Ty::Int => TAG_INT,
         Ty::Float => TAG_FLOAT,
-        Ty::Unset | Ty::Mem | Ty::Math => unreachable!("only typed registers have a tag"),
+        Ty::Unset | Ty::Mem | Ty::Math | Ty::Len => {
+            unreachable!("only typed registers have a tag")
+        }
     }
 }
 
@@ -166,7 +169,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             if t.is_typed() && self.an.live[h][r] {
                 let tag = self.load_tag(r);
                 let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
-                self.guard(ok, h);
+                self.guard_type(ok, h, r);
                 self.load_payload(r, t);
                 self.st[r] = t;
             } else if !t.is_typed() {
@@ -278,7 +281,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         if self.st[r].unknown() {
             let tag = self.load_tag(r);
             let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
-            self.guard(ok, pc);
+            self.guard_type(ok, pc, r);
             self.load_payload(r, t);
             self.st[r] = t;
         }
@@ -317,7 +320,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let v = self.b.use_var(self.vi[r]);
                 self.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0)
             }
-            Ty::Int | Ty::Float | Ty::Math => self.b.ins().iconst(I8, 1),
+            Ty::Int | Ty::Float | Ty::Math | Ty::Len => self.b.ins().iconst(I8, 1),
             Ty::Mem | Ty::Unset => {
                 let tag = self.load_tag(r);
                 let is_nil = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_NIL);
@@ -382,6 +385,12 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// the one before the instruction at `pc`, so the interpreter re-runs it).
     fn guard(&mut self, ok: ir::Value, pc: usize) {
         self.guard_exit(ok, pc, 0);
+    }
+
+    /// A guard on the tag of register `r` (read at `pc`): its failure is type
+    /// feedback.
+    fn guard_type(&mut self, ok: ir::Value, pc: usize, r: usize) {
+        self.guard_exit(ok, pc, (r as i64 + 1) << EXIT_REG_SHIFT);
     }
 
     /// A guard whose failure is not a wrong speculation (a call the interpreter must
@@ -484,7 +493,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         let op = ins.op_byte();
         match op {
             opc::Move => match self.st[b] {
-                t @ (Ty::Mem | Ty::Math | Ty::Unset) => {
+                t @ (Ty::Mem | Ty::Math | Ty::Len | Ty::Unset) => {
                     let regs = self.regs;
                     self.copy_value(regs, off(b), regs, off(a));
                     self.st[a] = t;
@@ -528,7 +537,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             opc::SetModule => {
                 let disp = off(ins.bx());
                 match self.st[a] {
-                    Ty::Mem | Ty::Math | Ty::Unset => {
+                    Ty::Mem | Ty::Math | Ty::Len | Ty::Unset => {
                         let (mvars, regs) = (self.mvars, self.regs);
                         self.copy_value(regs, off(a), mvars, disp);
                     }
@@ -648,6 +657,25 @@ impl<'a, 'f> Translator<'a, 'f> {
                 }
                 self.st[a] = t;
             }
+            opc::IterPrep => {
+                self.object(a, TAG_ARRAY, pc);
+                let zero = self.b.ins().iconst(I64, 0);
+                self.def(a + 1, Ty::Int, zero);
+            }
+            opc::IterNext1 => self.iter_next(a, pc, flow),
+            opc::LoadBuiltin => {
+                let builtins = self.b.ins().load(I64, mem(), self.ctx, CTX_BUILTINS);
+                let regs = self.regs;
+                self.copy_value(builtins, off(ins.bx()), regs, off(a));
+                self.st[a] = after[a];
+            }
+            opc::Call if after[a] == Ty::Int => {
+                // `len(array)` (see `infer::is_len_call`).
+                let obj = self.object(a + 1, TAG_ARRAY, pc);
+                let call = self.b.ins().call(self.h.array_len, &[obj]);
+                let n = self.b.inst_results(call)[0];
+                self.def(a, Ty::Int, n);
+            }
             opc::Call => self.call(a, b, pc),
             opc::GetIndex => {
                 let obj = self.object(b, TAG_ARRAY, pc);
@@ -683,7 +711,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                     self.b.ins().store(mem(), tag, regs, -VALUE_SIZE);
                 } else {
                     match self.st[a] {
-                        Ty::Mem | Ty::Math | Ty::Unset => {
+                        Ty::Mem | Ty::Math | Ty::Len | Ty::Unset => {
                             self.copy_value(regs, off(a), regs, -VALUE_SIZE)
                         }
                         t => self.store_value(regs, -VALUE_SIZE, a, t),
@@ -700,11 +728,27 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
     }
 
+    /// `for v in array`: the element at the cursor into `R[a+2]` and the cursor moved
+    /// on, or (past the end) the jump out of the loop.
+    fn iter_next(&mut self, a: usize, pc: usize, flow: Flow) {
+        let obj = self.object(a, TAG_ARRAY, pc);
+        let cursor = self.num(a + 1, Ty::Int, pc);
+        let out = self.b.ins().iadd_imm_s(self.regs, off(a + 2) as i64);
+        let call = self.b.ins().call(self.h.array_get, &[obj, cursor, out]);
+        let status = self.b.inst_results(call)[0];
+        let exhausted = self.b.ins().icmp_imm_s(IntCC::NotEqual, status, 0);
+        let moved = self.b.ins().iadd_imm_s(cursor, 1);
+        let next = self.b.ins().select(exhausted, cursor, moved);
+        self.def(a + 1, Ty::Int, next);
+        self.st[a + 2] = Ty::Mem;
+        self.branch_flow(exhausted, flow);
+    }
+
     /// The payload of memory register `r`, checked to carry `tag`.
     fn object(&mut self, r: usize, tag: i64, pc: usize) -> ir::Value {
         let t = self.load_tag(r);
         let ok = self.b.ins().icmp_imm_s(IntCC::Equal, t, tag);
-        self.guard(ok, pc);
+        self.guard_type(ok, pc, r);
         self.b.ins().load(I64, mem(), self.regs, off(r) + PAYLOAD)
     }
 
@@ -739,7 +783,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// `R[A] := math.f(R[A+2])` for an intrinsic `f`.
     fn math_call(&mut self, ins: kiln_vm::bytecode::Instr, pc: usize) {
         let a = ins.a();
-        let Some((arg, result)) = infer::math_call(self.proto, ins, &self.st, &self.an.facts)
+        let Some((arg, result)) = infer::math_call(self.proto, pc, ins, &self.st, &self.an.facts)
         else {
             unreachable!("infer::transfer accepted this call");
         };
@@ -773,7 +817,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     fn num_or_bool(&mut self, r: usize, t: Ty, pc: usize) {
         let tag = self.load_tag(r);
         let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
-        self.guard(ok, pc);
+        self.guard_type(ok, pc, r);
         self.load_payload(r, t);
     }
 
@@ -999,6 +1043,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.b.ins().store(mem(), callee_regs, entry, SHADOW_REGS);
         let regs = self.regs;
         self.copy_value(regs, off(a), entry, SHADOW_CLOSURE);
+        self.b.ins().store(mem(), proto, entry, SHADOW_PROTO);
         let len_more = self.b.ins().iadd_imm_s(len, 1);
         self.b
             .ins()

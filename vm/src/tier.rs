@@ -177,6 +177,7 @@ impl Vm {
             closure: Value::Func(f.closure),
             module: Value::Module(f.module),
             module_vars,
+            builtins: self.builtins.as_ptr(),
             fuel: &mut self.fuel,
             stack: &mut self.stack,
             program: &self.program,
@@ -192,6 +193,8 @@ pub struct TierState<'a> {
     /// The frame's module and where its variables are (stable while code runs).
     pub module: Value,
     pub module_vars: *mut Value,
+    /// The built-in values (`crate::builtins::GLOBALS` order; fixed while code runs).
+    pub builtins: *const Value,
     /// Frames compiled calls may still add before `stack overflow`.
     pub depth_left: usize,
     /// Steps left in the grant (see [`crate::fuel`]). Compiled code charges calls and
