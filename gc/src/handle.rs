@@ -17,6 +17,8 @@ use crate::heap::Heap;
 use crate::trace::Trace;
 
 /// A handle to a heap object of type `T`: `Copy`, pointer-sized, compared and hashed by address.
+/// Transparent: compiled code reads handles stored in objects as plain cell addresses.
+#[repr(transparent)]
 pub struct Gc<T: Trace> {
     cell: NonNull<Header>,
     _type: PhantomData<fn() -> T>,

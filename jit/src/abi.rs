@@ -84,6 +84,31 @@ pub const TAG_ARRAY: i64 = tag::ARRAY as i64;
 pub const TAG_STRUCT: i64 = tag::STRUCT as i64;
 pub const TAG_UNDEF: i64 = tag::UNDEF as i64;
 
+/// Where an instance's type handle is, from the instance handle's address.
+pub const INSTANCE_TY: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Instance, ty)) as i32;
+/// Where a struct type's declaration key is, from the type handle's address.
+pub const TYPE_KEY: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(StructType, key)) as i32;
+/// A field cache word that matches no type (see [`field_cache_fill`]).
+pub const EMPTY_CACHE: u64 = u64::MAX;
+/// Bits of a field cache word below the type key: the field's slot.
+pub const CACHE_SLOT_BITS: i64 = 16;
+
+/// Where an instance's field array pointer is, from the instance handle's address, if
+/// this build lays out a boxed slice as the probe expects (data pointer, length).
+pub fn instance_fields() -> Option<i32> {
+    let probe: Box<[Value]> = vec![Value::Nil; 3].into_boxed_slice();
+    let data = probe.as_ptr() as usize;
+    // SAFETY: a `Box<[T]>` is two words (pointer and length, in an order Rust does not
+    // promise); reading them as two `usize`s reads initialised memory of that size.
+    let words: [usize; 2] = unsafe { std::mem::transmute_copy(&probe) };
+    let at = match words {
+        [p, 3] if p == data => 0,
+        [3, p] if p == data => 8,
+        _ => return None,
+    };
+    Some((kiln_gc::PAYLOAD_OFFSET + offset_of!(Instance, fields) + at) as i32)
+}
+
 /// Where a closure's proto id is, from the closure handle's address.
 pub const CLOSURE_PROTO: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Closure, proto)) as i32;
 /// Where a closure's module handle is, from the closure handle's address.
@@ -125,7 +150,7 @@ pub unsafe extern "C" fn module_vars(module: u64) -> *mut Value {
 /// None of them allocates, so no collection can start.
 ///
 /// # Safety
-/// (This contract covers all four access helpers.) `obj` is the address of a live cell of the type the caller checked by its tag (an
+/// (This contract covers all the access helpers.) `obj` is the address of a live cell of the type the caller checked by its tag (an
 /// `Array` or an `Instance`); `out`/`value` point to a `Value` slot in the register
 /// window; `name` and `len` describe a string constant of the running program. No Rust
 /// reference to these objects is alive while compiled code runs.
@@ -172,56 +197,40 @@ pub unsafe extern "C" fn array_set(obj: u64, index: i64, value: *const Value) ->
     }
 }
 
-/// The slot of field `name` in the instance `obj`, if it has one.
+/// The slot of field `name` in instance `obj`, or -1 (compiled code exits and the
+/// interpreter raises the error or checks the annotation). Remembers the slot in
+/// `cache` (a word of `(type key << 16) | slot`) for the instance's type when the type
+/// has a key and, for a write (`write` non-zero), the field has no annotation.
 ///
 /// # Safety
-/// As for [`array_get`].
-unsafe fn field_slot(obj: u64, name: *const u8, len: usize) -> Option<(*mut Instance, usize)> {
-    let inst = (obj as usize + kiln_gc::PAYLOAD_OFFSET) as *mut Instance;
-    // SAFETY: `obj` is a live instance cell; its type handle points to a live type cell;
-    // `name`/`len` are a string constant's bytes (valid UTF-8).
-    unsafe {
-        let ty = &*(((*inst).ty.addr() + kiln_gc::PAYLOAD_OFFSET) as *const StructType);
-        let name = std::str::from_utf8_unchecked(std::slice::from_raw_parts(name, len));
-        let i = ty.field_index(name)?;
-        ty.field_types[i].is_none().then_some((inst, i))
-    }
-}
-
-/// See [`array_get`].
-///
-/// # Safety
-/// As for [`array_get`].
-pub unsafe extern "C" fn field_get(obj: u64, name: *const u8, len: usize, out: *mut Value) -> u32 {
-    // SAFETY: forwarded contract.
-    match unsafe { field_slot(obj, name, len) } {
-        Some((inst, i)) => {
-            // SAFETY: `inst` is live and `i` in range; `out` is a window slot.
-            unsafe { out.write((&(*inst).fields)[i]) };
-            0
-        }
-        None => 1,
-    }
-}
-
-/// See [`array_get`].
-///
-/// # Safety
-/// As for [`array_get`].
-pub unsafe extern "C" fn field_set(
+/// As for [`array_get`]; `cache` points to a live `AtomicU64` owned by the code.
+pub unsafe extern "C" fn field_cache_fill(
     obj: u64,
     name: *const u8,
     len: usize,
-    value: *const Value,
-) -> u32 {
-    // SAFETY: forwarded contract.
-    match unsafe { field_slot(obj, name, len) } {
-        Some((inst, i)) => {
-            // SAFETY: `inst` is live, `i` in range, `value` a window slot.
-            unsafe { (&mut (*inst).fields)[i] = value.read() };
-            0
+    cache: *const std::sync::atomic::AtomicU64,
+    write: u32,
+) -> i64 {
+    let inst = (obj as usize + kiln_gc::PAYLOAD_OFFSET) as *const Instance;
+    // SAFETY: `obj` is a live instance cell whose type handle is a live type cell;
+    // `name`/`len` are a string constant's bytes (valid UTF-8); `cache` is live.
+    unsafe {
+        let ty = &*(((*inst).ty.addr() + kiln_gc::PAYLOAD_OFFSET) as *const StructType);
+        let name = std::str::from_utf8_unchecked(std::slice::from_raw_parts(name, len));
+        let Some(i) = ty.field_index(name) else {
+            return -1;
+        };
+        let annotated = ty.field_types[i].is_some();
+        if write != 0 && annotated {
+            return -1;
         }
-        None => 1,
+        if ty.key != 0 && i < 1 << CACHE_SLOT_BITS {
+            (*cache).store(
+                (ty.key << CACHE_SLOT_BITS) | i as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        i as i64
     }
 }
 

@@ -225,6 +225,8 @@ struct Jit {
     program: Option<*const Program>,
     proto_sig: Signature,
     imports: Imports,
+    /// See `abi::instance_fields`.
+    fields_at: i32,
     /// Code compiled so far, by proto index, with the parameter tags of its first
     /// compile (recompiles keep them).
     compiled: HashMap<u32, (Arc<JitCode>, Vec<u8>)>,
@@ -237,22 +239,20 @@ struct Imports {
     array_get: FuncId,
     array_set: FuncId,
     array_len: FuncId,
-    field_get: FuncId,
-    field_set: FuncId,
+    field_cache_fill: FuncId,
     math: [FuncId; 4],
 }
 
 impl Imports {
     /// Registers every helper's address and declares it to the module.
     fn declare(builder: &mut JITBuilder) -> impl FnOnce(&mut JITModule) -> Option<Imports> {
-        let syms: [(&str, *const u8); 11] = [
+        let syms: [(&str, *const u8); 10] = [
             ("kiln_module_vars", abi::module_vars as *const u8),
             ("kiln_float_mod", abi::float_mod as *const u8),
             ("kiln_array_get", abi::array_get as *const u8),
             ("kiln_array_set", abi::array_set as *const u8),
             ("kiln_array_len", abi::array_len as *const u8),
-            ("kiln_field_get", abi::field_get as *const u8),
-            ("kiln_field_set", abi::field_set as *const u8),
+            ("kiln_field_cache_fill", abi::field_cache_fill as *const u8),
             ("kiln_sin", abi::sin as *const u8),
             ("kiln_cos", abi::cos as *const u8),
             ("kiln_exp", abi::exp as *const u8),
@@ -277,8 +277,10 @@ impl Imports {
                 array_get: declare("kiln_array_get", sig(&[I64, I64, I64], I32))?,
                 array_set: declare("kiln_array_set", sig(&[I64, I64, I64], I32))?,
                 array_len: declare("kiln_array_len", sig(&[I64], I64))?,
-                field_get: declare("kiln_field_get", sig(&[I64, I64, I64, I64], I32))?,
-                field_set: declare("kiln_field_set", sig(&[I64, I64, I64, I64], I32))?,
+                field_cache_fill: declare(
+                    "kiln_field_cache_fill",
+                    sig(&[I64, I64, I64, I64, I32], I64),
+                )?,
                 math: [
                     declare("kiln_sin", sig(&[F64], F64))?,
                     declare("kiln_cos", sig(&[F64], F64))?,
@@ -294,15 +296,14 @@ impl Imports {
         &self,
         module: &mut JITModule,
         func: &mut cranelift_codegen::ir::Function,
-    ) -> [FuncRef; 11] {
+    ) -> [FuncRef; 10] {
         let ids = [
             self.module_vars,
             self.float_mod,
             self.array_get,
             self.array_set,
             self.array_len,
-            self.field_get,
-            self.field_set,
+            self.field_cache_fill,
             self.math[0],
             self.math[1],
             self.math[2],
@@ -326,6 +327,8 @@ impl Jit {
         let mut module = JITModule::new(builder);
         let imports = declare(&mut module)?;
         let proto_sig = proto_signature(module.isa().default_call_conv());
+        // A Rust whose boxed slices the probe does not understand gets no JIT.
+        let fields_at = abi::instance_fields()?;
         Some(Jit {
             module,
             fctx: FunctionBuilderContext::new(),
@@ -335,6 +338,7 @@ impl Jit {
             program: None,
             proto_sig,
             imports,
+            fields_at,
             compiled: HashMap::new(),
         })
     }
@@ -414,9 +418,9 @@ impl Jit {
         let mut ctx = self.module.make_context();
         ctx.func.signature = self.proto_sig.clone();
         ctx.func.name = UserFuncName::user(0, id.0);
-        {
+        let caches = {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
-            let [module_vars, float_mod, array_get, array_set, array_len, field_get, field_set, sin, cos, exp, log] =
+            let [module_vars, float_mod, array_get, array_set, array_len, field_cache_fill, sin, cos, exp, log] =
                 self.imports.refs(&mut self.module, b.func);
             let proto_sig = b.import_signature(self.proto_sig.clone());
             let helpers = translate::Helpers {
@@ -425,14 +429,15 @@ impl Jit {
                 array_get,
                 array_set,
                 array_len,
-                field_get,
-                field_set,
+                field_cache_fill,
                 math: [sin, cos, exp, log],
                 proto_sig,
             };
-            let b = translate::Translator::new(b, proto, &an, helpers).translate();
+            let (b, c) =
+                translate::Translator::new(b, proto, &an, helpers, self.fields_at).translate();
             b.finalize(self.module.target_config());
-        }
+            c
+        };
         if self.options.dump_clif {
             eprintln!("jit: IR of {}:\n{}", proto.name, ctx.func.display());
         }
@@ -487,7 +492,10 @@ impl Jit {
         match self.compiled.get(&id.0) {
             // Recompiled: callers and entries switch to the new code; the old code
             // stays mapped (frames may still be running it).
-            Some((code, _)) => code.entry.store(entry, Ordering::Release),
+            Some((code, _)) => {
+                code.caches.lock().push(caches);
+                code.entry.store(entry, Ordering::Release);
+            }
             None => {
                 let mut headers: Vec<u32> = an.headers.iter().map(|&h| h as u32).collect();
                 headers.push(0);
@@ -497,6 +505,7 @@ impl Jit {
                     headers,
                     tables: self.tables.clone(),
                     program: Arc::downgrade(program),
+                    caches: Mutex::new(vec![caches]),
                     counters: self.counters.clone(),
                     verbose: self.options.verbose,
                     name,
@@ -531,6 +540,8 @@ struct JitCode {
     tables: Arc<Tables>,
     /// For recompilation requests (the program owns this code, so not an `Arc`).
     program: Weak<Program>,
+    /// The inline caches of every version (old versions may still be running).
+    caches: Mutex<Vec<translate::Caches>>,
     counters: Arc<Counters>,
     verbose: bool,
     name: String,

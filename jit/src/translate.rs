@@ -7,6 +7,8 @@
 //! memory at the target. Side exits are cold blocks that store every typed register and
 //! return the pc to resume at.
 
+use std::sync::atomic::AtomicU64;
+
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F64, I16, I32, I64, I8};
 use cranelift_codegen::ir::{self, Block, FuncRef, InstBuilder, MemFlagsData, SigRef};
@@ -24,8 +26,7 @@ pub struct Helpers {
     pub array_get: FuncRef,
     pub array_set: FuncRef,
     pub array_len: FuncRef,
-    pub field_get: FuncRef,
-    pub field_set: FuncRef,
+    pub field_cache_fill: FuncRef,
     /// `math` functions that are calls to libm: sin, cos, exp, log.
     pub math: [FuncRef; 4],
     /// The signature of compiled functions, for calls through the code table.
@@ -68,6 +69,37 @@ pub struct Translator<'a, 'f> {
     pending: Vec<Pending>,
     /// The current block has been terminated.
     done: bool,
+    caches: Caches,
+    /// Where an instance's field array pointer is (see `abi::instance_fields`).
+    fields_at: i32,
+}
+
+/// The inline-cache words of one compiled version: one per field access, initially
+/// empty. They must live as long as the code that embeds their addresses.
+pub struct Caches {
+    words: Box<[AtomicU64]>,
+    used: usize,
+}
+
+impl Caches {
+    /// Room for every field access of `proto`.
+    pub fn for_proto(proto: &Proto) -> Caches {
+        let n = proto
+            .code
+            .iter()
+            .filter(|i| matches!(i.op_byte(), opc::GetField | opc::SetField))
+            .count();
+        Caches {
+            words: (0..n).map(|_| AtomicU64::new(EMPTY_CACHE)).collect(),
+            used: 0,
+        }
+    }
+
+    fn next(&mut self) -> *const AtomicU64 {
+        let w = &self.words[self.used];
+        self.used += 1;
+        w
+    }
 }
 
 fn mem() -> MemFlagsData {
@@ -91,7 +123,13 @@ fn tag_of(t: Ty) -> i64 {
 }
 
 impl<'a, 'f> Translator<'a, 'f> {
-    pub fn new(mut b: FunctionBuilder<'f>, proto: &'a Proto, an: &'a Analysis, h: Helpers) -> Self {
+    pub fn new(
+        mut b: FunctionBuilder<'f>,
+        proto: &'a Proto,
+        an: &'a Analysis,
+        h: Helpers,
+        fields_at: i32,
+    ) -> Self {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -118,6 +156,8 @@ impl<'a, 'f> Translator<'a, 'f> {
             after: Vec::new(),
             pending: Vec::new(),
             done: false,
+            caches: Caches::for_proto(proto),
+            fields_at,
         }
         .with_entry_switch(p[5])
     }
@@ -182,8 +222,9 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.jump_to(h);
     }
 
-    /// Translates the whole proto and returns the builder to finalize.
-    pub fn translate(mut self) -> FunctionBuilder<'f> {
+    /// Translates the whole proto and returns the builder to finalize, with the cache
+    /// words the code uses.
+    pub fn translate(mut self) -> (FunctionBuilder<'f>, Caches) {
         for pc in 0..self.proto.code.len() {
             let Some(state) = &self.an.types[pc] else {
                 continue;
@@ -205,7 +246,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
         }
         self.b.seal_all_blocks();
-        self.b
+        (self.b, self.caches)
     }
 
     // ----- registers -------------------------------------------------------------
@@ -691,17 +732,20 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.checked_helper(self.h.array_set, &[obj, idx, value], pc);
             }
             opc::GetField => {
-                let obj = self.object(b, TAG_STRUCT, pc);
-                let (name, len) = self.name(c);
-                let out = self.b.ins().iadd_imm_s(self.regs, off(a) as i64);
-                self.checked_helper(self.h.field_get, &[obj, name, len, out], pc);
+                let slot = self.field_slot(b, c, false, pc);
+                let regs = self.regs;
+                self.copy_value(slot, 0, regs, off(a));
                 self.st[a] = Ty::Mem;
             }
             opc::SetField => {
-                let obj = self.object(a, TAG_STRUCT, pc);
-                let (name, len) = self.name(b);
-                let value = self.in_window(c);
-                self.checked_helper(self.h.field_set, &[obj, name, len, value], pc);
+                let slot = self.field_slot(a, b, true, pc);
+                match self.st[c] {
+                    t if t.is_typed() => self.store_value(slot, 0, c, t),
+                    _ => {
+                        let regs = self.regs;
+                        self.copy_value(regs, off(c), slot, 0);
+                    }
+                }
             }
             opc::CallMethod => self.math_call(ins, pc),
             opc::Return => {
@@ -770,6 +814,47 @@ impl<'a, 'f> Translator<'a, 'f> {
         let ptr = self.b.ins().iconst(I64, s.as_ptr() as i64);
         let len = self.b.ins().iconst(I64, s.len() as i64);
         (ptr, len)
+    }
+
+    /// The address of field `K[k]` of the instance in register `r`. The instruction's
+    /// cache word holds the slot for the last type seen (by declaration key): a hit is
+    /// three loads and a compare; a miss asks `field_cache_fill`, which refills the
+    /// cache, and an unknown field (or, for a `write`, an annotated one) exits so the
+    /// interpreter raises the error or checks the value.
+    fn field_slot(&mut self, r: usize, k: usize, write: bool, pc: usize) -> ir::Value {
+        let obj = self.object(r, TAG_STRUCT, pc);
+        let ty = self.b.ins().load(I64, mem(), obj, INSTANCE_TY);
+        let key = self.b.ins().load(I64, mem(), ty, TYPE_KEY);
+        let cache = self.b.ins().iconst(I64, self.caches.next() as i64);
+        let word = self.b.ins().load(I64, mem(), cache, 0);
+        let cached_key = self.b.ins().ushr_imm_s(word, CACHE_SLOT_BITS);
+        let hit = self.b.ins().icmp(IntCC::Equal, cached_key, key);
+        let miss = self.b.create_block();
+        self.b.set_cold_block(miss);
+        let join = self.b.create_block();
+        let index = self.b.append_block_param(join, I64);
+        let cached_slot = self.b.ins().band_imm_s(word, (1 << CACHE_SLOT_BITS) - 1);
+        self.b
+            .ins()
+            .brif(hit, join, &[cached_slot.into()], miss, &[]);
+        self.b.switch_to_block(miss);
+        let (name, len) = self.name(k);
+        let w = self.b.ins().iconst(I32, write as i64);
+        let call = self
+            .b
+            .ins()
+            .call(self.h.field_cache_fill, &[obj, name, len, cache, w]);
+        let found = self.b.inst_results(call)[0];
+        let known = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, found, 0);
+        self.guard(known, pc);
+        self.b.ins().jump(join, &[found.into()]);
+        self.b.switch_to_block(join);
+        let fields = self.b.ins().load(I64, mem(), obj, self.fields_at);
+        let bytes = self.b.ins().imul_imm_s(index, VALUE_SIZE as i64);
+        self.b.ins().iadd(fields, bytes)
     }
 
     /// Calls an access helper; a non-zero status is a side exit at `pc`.

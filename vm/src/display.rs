@@ -360,6 +360,7 @@ mod tests {
             field_types: Box::new([None, None]),
             init: None,
             methods: Vec::new(),
+            key: 0,
         });
         vm.push_root(Value::Type(ty));
         let inst = vm.alloc(Instance {
@@ -378,6 +379,7 @@ mod tests {
             field_types: Box::new([]),
             init: None,
             methods: Vec::new(),
+            key: 0,
         });
         vm.push_root(Value::Type(empty_ty));
         let e = vm.alloc(Instance {

@@ -864,6 +864,7 @@ impl Vm {
             field_types: desc.field_types.clone().into_boxed_slice(),
             init,
             methods: Vec::new(),
+            key: StructType::key_of(frame.proto.0, idx),
         };
         self.alloc(ty)
     }

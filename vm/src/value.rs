@@ -359,6 +359,22 @@ pub struct StructType {
     pub field_types: Box<[Option<crate::program::TypeAnn>]>,
     pub init: Option<Gc<Closure>>,
     pub methods: Vec<(Arc<str>, Value)>,
+    /// Which declaration of the program this type comes from (non-zero, the same in
+    /// every task and every copy), or 0 for types made outside a program. Compiled
+    /// code caches field slots by it; a cell address would not do, since cells are
+    /// reused.
+    pub key: u64,
+}
+
+impl StructType {
+    /// The key of struct declaration `index` of proto `proto`: below 2^47 so a cache
+    /// word can hold it with a field slot, or 0 (not cached) past that.
+    pub fn key_of(proto: u32, index: usize) -> u64 {
+        if proto >= 1 << 26 || index >= 1 << 20 {
+            return 0;
+        }
+        ((proto as u64 + 1) << 20) | index as u64
+    }
 }
 
 /// Finds `name` among `names`. Names from one program are interned, so a pointer
