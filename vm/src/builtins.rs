@@ -65,15 +65,33 @@ const fn global_names() -> [&'static str; ENTRIES.len()] {
     names
 }
 
-/// Fills `vm.builtins`, one value per name of [`GLOBALS`], in order.
+/// Sizes `vm.builtins`, one slot per name of [`GLOBALS`], in order. Each value is made
+/// at its first use ([`Vm::builtin`]): most tasks use few built-ins, and a task that
+/// made all of them would pay two dozen allocations before running a line.
 pub fn install(vm: &mut Vm) {
-    for (name, global) in &ENTRIES {
-        // `vm.builtins` is a root, so each value is safe once pushed.
+    vm.builtins = vec![Value::Undef; ENTRIES.len()];
+}
+
+impl Vm {
+    /// Built-in number `i` (an index into [`GLOBALS`]).
+    #[inline]
+    pub(crate) fn builtin(&mut self, i: usize) -> Value {
+        match self.builtins[i] {
+            Value::Undef => self.make_builtin(i),
+            v => v,
+        }
+    }
+
+    #[cold]
+    fn make_builtin(&mut self, i: usize) -> Value {
+        let (name, global) = &ENTRIES[i];
         let v = match global {
-            Global::Fn(func) => native(vm, name, *func),
-            Global::Root => Value::Module(make_module(vm, "root", crate::root::MEMBERS)),
+            Global::Fn(func) => native(self, name, *func),
+            Global::Root => Value::Module(make_module(self, "root", crate::root::MEMBERS)),
         };
-        vm.builtins.push(v);
+        // `vm.builtins` is a root.
+        self.builtins[i] = v;
+        v
     }
 }
 
@@ -585,7 +603,7 @@ mod tests {
     #[test]
     fn channels_wait_only_inside_tasks() {
         let mut vm = vm();
-        let root = vm.builtins[GLOBALS.iter().position(|&n| n == "root").unwrap_or(0)];
+        let root = vm.builtin(GLOBALS.iter().position(|&n| n == "root").unwrap_or(0));
         assert_eq!(vm.display(root), "<module root>");
         let ch = call(&mut vm, crate::channel::new_channel, &[]).expect("a channel");
         assert_eq!(vm.display(ch), "<channel>");

@@ -157,7 +157,7 @@ fn send(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         return Err(fault!("cannot send nil"));
     }
     let ch = chan(vm, args[0]);
-    let msg = export(&vm.heap, v);
+    let msg = export(vm, v);
     let mut st = ch.state.lock();
     if st.closed {
         return Err(fault!("send on a closed channel"));

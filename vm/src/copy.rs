@@ -8,6 +8,11 @@
 //! an object reached twice is described once. Strings keep their `Arc<str>` bytes, and
 //! channels and task handles their `Arc` state, so those are shared, not copied.
 //!
+//! A module reached through a closure is copied in part: only the module variables that
+//! the closure's code (and the functions those variables hold, and so on) names, so a
+//! spawn does not copy every variable of the script. A module reached as a value is
+//! copied whole.
+//!
 //! Both directions walk the graph with explicit work lists, so a value of any depth is
 //! safe to copy.
 
@@ -16,8 +21,9 @@ use std::sync::Arc;
 
 use kiln_gc::{Gc, Heap};
 
+use crate::bytecode::opc;
 use crate::channel::Channel;
-use crate::program::{ModuleId, ProtoId, TypeAnn};
+use crate::program::{ModuleId, Program, ProtoId, TypeAnn};
 use crate::task::Task;
 use crate::value::*;
 use crate::vm::Vm;
@@ -117,45 +123,115 @@ fn is_immediate(v: Value) -> bool {
     )
 }
 
-/// Describes `v` and everything it reaches in `heap`.
-pub fn export(heap: &Heap, v: Value) -> Portable {
+/// Describes `v` and everything it reaches in `vm`'s heap.
+pub fn export(vm: &Vm, v: Value) -> Portable {
     Portable(match v {
         _ if is_immediate(v) => Repr::Imm(v),
         Value::Str(s) => {
-            let s = s.get(heap);
+            let s = s.get(&vm.heap);
             Repr::Str(s.text.clone(), s.hash)
         }
-        _ => Exporter::new(heap).finish(|e| {
+        _ => Exporter::new(vm).finish(|e| {
             e.slot(v);
         }),
     })
 }
 
 /// Describes an array of `values` (one graph, so sharing between them survives) without
-/// making the array in `heap`: how `spawn` sends its callee and arguments.
-pub fn export_array(heap: &Heap, values: &[Value]) -> Portable {
-    Portable(Exporter::new(heap).finish(|e| {
+/// making the array in the heap: how `spawn` sends its callee and arguments.
+pub fn export_array(vm: &Vm, values: &[Value]) -> Portable {
+    Portable(Exporter::new(vm).finish(|e| {
         e.nodes.push(Node::Pending);
         e.nodes[0] = Node::Array(e.slots(values));
     }))
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
 struct Exporter<'h> {
     heap: &'h Heap,
+    program: &'h Program,
     /// Object address → node number: what makes sharing and cycles survive.
-    memo: HashMap<usize, u32>,
+    memo: FastMap<usize, u32>,
     nodes: Vec<Node>,
     /// Objects numbered but not yet described.
     todo: Vec<(Value, u32)>,
+    /// Module node → which of its variables are copied so far.
+    copied_vars: FastMap<u32, Vec<bool>>,
+}
+
+/// The module variables a function's code names.
+enum UsedVars {
+    All,
+    Some(Vec<usize>),
+}
+
+/// What `proto` and the functions nested in it read or write of their module.
+fn used_vars(program: &Program, proto: ProtoId) -> UsedVars {
+    let mut used = Vec::new();
+    let mut protos = vec![proto];
+    while let Some(p) = protos.pop() {
+        let p = program.proto(p);
+        for ins in &p.code {
+            match ins.op_byte() {
+                opc::GetModule | opc::SetModule => used.push(ins.bx()),
+                opc::GetModuleObj => return UsedVars::All,
+                _ => {}
+            }
+        }
+        protos.extend_from_slice(&p.protos);
+    }
+    UsedVars::Some(used)
 }
 
 impl<'h> Exporter<'h> {
-    fn new(heap: &'h Heap) -> Self {
+    fn new(vm: &'h Vm) -> Self {
         Exporter {
-            heap,
-            memo: HashMap::new(),
+            heap: &vm.heap,
+            program: &vm.program,
+            memo: FastMap::default(),
             nodes: Vec::new(),
             todo: Vec::new(),
+            copied_vars: FastMap::default(),
+        }
+    }
+
+    /// The node of module `m`, described at once with no variables copied yet.
+    fn module_node(&mut self, m: Gc<ModuleObj>) -> u32 {
+        let heap = self.heap;
+        *self.memo.entry(m.addr()).or_insert_with(|| {
+            let obj = m.get(heap);
+            let i = self.nodes.len() as u32;
+            self.nodes.push(Node::Module {
+                name: obj.name.clone(),
+                names: obj.names.clone(),
+                vars: vec![Slot::Imm(Value::Undef); obj.vars.len()],
+                id: obj.id,
+                started: obj.started,
+            });
+            self.copied_vars.insert(i, vec![false; obj.vars.len()]);
+            i
+        })
+    }
+
+    /// Copies the variables `which` of module `m` (node `node`) not copied yet.
+    fn copy_vars(&mut self, node: u32, m: Gc<ModuleObj>, which: UsedVars) {
+        let vars = &m.get(self.heap).vars;
+        let which = match which {
+            UsedVars::All => (0..vars.len()).collect(),
+            UsedVars::Some(v) => v,
+        };
+        for i in which {
+            let copied = self.copied_vars.get_mut(&node).and_then(|c| c.get_mut(i));
+            if let Some(false) = copied.as_deref() {
+                if let Some(c) = copied {
+                    *c = true;
+                }
+                let slot = self.slot(vars[i]);
+                if let Node::Module { vars, .. } = &mut self.nodes[node as usize] {
+                    vars[i] = slot;
+                }
+            }
         }
     }
 
@@ -169,6 +245,11 @@ impl<'h> Exporter<'h> {
     }
 
     fn slot(&mut self, v: Value) -> Slot {
+        if let Value::Module(m) = v {
+            let node = self.module_node(m);
+            self.copy_vars(node, m, UsedVars::All);
+            return Slot::Ref(node);
+        }
         let Some(addr) = v.heap_addr() else {
             return Slot::Imm(v);
         };
@@ -215,7 +296,12 @@ impl<'h> Exporter<'h> {
                         .iter()
                         .map(|u| self.node_of(Value::Cell(*u)))
                         .collect(),
-                    module: self.node_of(Value::Module(c.module)),
+                    module: {
+                        let node = self.module_node(c.module);
+                        let used = used_vars(self.program, c.proto);
+                        self.copy_vars(node, c.module, used);
+                        node
+                    },
                 }
             }
             Value::Cell(c) => Node::Cell(self.slot(c.get(heap).value)),
@@ -263,16 +349,7 @@ impl<'h> Exporter<'h> {
                 }
             }
             Value::Weak(w) => Node::Weak(self.slot(w.get(heap).target)),
-            Value::Module(m) => {
-                let m = m.get(heap);
-                Node::Module {
-                    name: m.name.clone(),
-                    names: m.names.clone(),
-                    vars: self.slots(&m.vars),
-                    id: m.id,
-                    started: m.started,
-                }
-            }
+            Value::Module(_) => unreachable!("modules are described when first met"),
             Value::Chan(c) => Node::Chan(c.get(heap).chan.clone()),
             Value::Task(t) => Node::Task(t.get(heap).task.clone()),
             Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Undef => {

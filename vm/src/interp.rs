@@ -291,7 +291,7 @@ impl Vm {
                 }
                 opc::LoadTrue => r!(ins.a()) = Value::Bool(true),
                 opc::LoadFalse => r!(ins.a()) = Value::Bool(false),
-                opc::LoadBuiltin => r!(ins.a()) = self.builtins[ins.bx()],
+                opc::LoadBuiltin => r!(ins.a()) = self.builtin(ins.bx()),
                 opc::GetModule => {
                     let v = frame.module.get(&self.heap).vars[ins.bx()];
                     if let Value::Undef = v {

@@ -40,7 +40,7 @@ fn set(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     if matches!(v, Value::Nil) {
         STORE.lock().remove(&k);
     } else {
-        let p = export(&vm.heap, v);
+        let p = export(vm, v);
         STORE.lock().insert(k, p);
     }
     Ok(Value::Nil)

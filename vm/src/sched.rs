@@ -28,7 +28,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Diagnostic, ErrorKind, Fault, KilnError};
 use crate::program::{ModuleId, Program};
-use crate::task::{Outcome, Start, Task, TaskCtx, Waiter, Wake};
+use crate::task::{Outcome, Start, Task, Waiter, Wake};
 use crate::vm::{Output, Settings, Vm};
 
 /// A worker takes from the injector before its own queues every this many ticks
@@ -313,7 +313,7 @@ impl Shared {
             err: Box::new(self.err.clone()),
         };
         let mut vm = Box::new(Vm::new(self.program.clone(), self.settings.clone(), output));
-        vm.task = Some(Box::new(TaskCtx { me: task.clone() }));
+        vm.task = Some(task.clone());
         vm.reset_fuel();
         vm
     }

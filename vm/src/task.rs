@@ -251,16 +251,11 @@ impl Task {
 
 pub(crate) const CANCELLED: &str = "task cancelled";
 
-/// A running task's link to its record and scheduler, kept in its `Vm`.
-pub(crate) struct TaskCtx {
-    pub me: Arc<Task>,
-}
-
 impl Vm {
     /// The running task, or the error for a wait outside the scheduler.
     pub(crate) fn current_task(&self) -> Result<&Arc<Task>, Fault> {
         match &self.task {
-            Some(ctx) => Ok(&ctx.me),
+            Some(me) => Ok(me),
             None => Err(fault!(
                 "tasks need the scheduler: run the script with `kiln` (not in the REPL)"
             )),
@@ -284,16 +279,16 @@ impl Vm {
 
     /// The end of a time slice (from `refuel`): give the worker to others if any wait.
     pub(crate) fn preempt(&mut self) -> Result<(), Fault> {
-        let Some(ctx) = &self.task else {
+        let Some(me) = &self.task else {
             return Ok(());
         };
-        if ctx.me.is_cancelled() {
+        if me.is_cancelled() {
             return Err(Fault::Error(CANCELLED.into()));
         }
-        if !ctx.me.sched.others_waiting() {
+        if !me.sched.others_waiting() {
             return Ok(());
         }
-        ctx.me.inner.lock().wake = Some(Wake::Continue);
+        me.inner.lock().wake = Some(Wake::Continue);
         Err(Fault::Suspend)
     }
 
@@ -326,7 +321,7 @@ impl Vm {
                 ))
             }
         }
-        let call = export_array(&self.heap, &self.stack[slot..=slot + nargs]);
+        let call = export_array(self, &self.stack[slot..=slot + nargs]);
         let task = me.sched.spawn(Start::Call(call));
         Ok(Value::Task(self.alloc(TaskRef { task })))
     }
@@ -414,10 +409,10 @@ impl Vm {
     /// Turns how the task's code ended into its outcome (using this heap while it
     /// still exists).
     pub(crate) fn outcome_of(&mut self, result: Result<Value, Fault>) -> Outcome {
-        let cancelled = self.task.as_ref().is_some_and(|c| c.me.is_cancelled());
+        let cancelled = self.task.as_ref().is_some_and(|t| t.is_cancelled());
         match result {
             _ if cancelled => Outcome::Cancelled,
-            Ok(v) => Outcome::Returned(export(&self.heap, v)),
+            Ok(v) => Outcome::Returned(export(self, v)),
             Err(fault) => {
                 let thrown = match &fault {
                     Fault::Throw(v) => Some(*v),
@@ -428,7 +423,7 @@ impl Vm {
                     Some(v) => v,
                     None => self.make_error(report.message()),
                 };
-                Outcome::Failed(export(&self.heap, value), report)
+                Outcome::Failed(export(self, value), report)
             }
         }
     }

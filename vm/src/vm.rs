@@ -149,7 +149,7 @@ pub struct Vm {
     /// Start of the process clock (`clock()`, `time.monotonic()`).
     pub epoch: std::time::Instant,
     /// The task this machine runs, when it runs under the scheduler.
-    pub(crate) task: Option<Box<crate::task::TaskCtx>>,
+    pub(crate) task: Option<Arc<crate::task::Task>>,
     /// A value delivered to a suspended instruction that runs again to pick it up
     /// (`for v in ch`, see [`crate::task`]). A root.
     pub(crate) pending: Option<Value>,
