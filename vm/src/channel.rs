@@ -36,6 +36,8 @@ struct State {
     closed: bool,
     /// Waiting receivers, with the channel's index in their `select` (if one).
     receivers: VecDeque<(Arc<Waiter>, Option<usize>)>,
+    /// Queue length at which `add_receiver` next sweeps out stale receivers.
+    sweep_at: usize,
     /// Waiting senders and the message each is sending.
     senders: VecDeque<(Arc<Waiter>, Portable)>,
 }
@@ -55,6 +57,7 @@ impl Channel {
                 buf: VecDeque::new(),
                 closed: false,
                 receivers: VecDeque::new(),
+                sweep_at: 16,
                 senders: VecDeque::new(),
             }),
         }
@@ -106,10 +109,14 @@ impl State {
         Err(msg)
     }
 
-    /// Forgets receivers already woken elsewhere, so repeated `select`s on a quiet
-    /// channel do not pile them up.
+    /// Queues a receiver. Receivers already woken elsewhere are forgotten whenever the
+    /// queue has doubled since the last sweep, so repeated `select`s on a quiet channel
+    /// do not pile them up, at a constant cost per receiver.
     fn add_receiver(&mut self, w: Arc<Waiter>, index: Option<usize>) {
-        self.receivers.retain(|(w, _)| !w.is_claimed());
+        if self.receivers.len() >= self.sweep_at {
+            self.receivers.retain(|(w, _)| !w.is_claimed());
+            self.sweep_at = (2 * self.receivers.len()).max(16);
+        }
         self.receivers.push_back((w, index));
     }
 }
