@@ -20,8 +20,24 @@ pub fn run_source(
     output: Output,
 ) -> Result<(), KilnError> {
     let (program, main) = kiln_vm::compile(name, text, &settings.capabilities)?;
-    let mut vm = Vm::new(Arc::new(program), settings, output);
-    vm.run_main(main).map(|_| ())
+    kiln_vm::sched::run_program(
+        Arc::new(program),
+        main,
+        settings,
+        output,
+        Arc::new(report_task_error),
+    )
+}
+
+/// How the CLI reports a task that failed with nobody joining it: like a top-level
+/// error, headed by the task (`error in task 3: boom`).
+fn report_task_error(id: u64, err: &KilnError, out: &mut dyn std::io::Write) {
+    report::render_as(
+        err,
+        &format!("error in task {id}"),
+        out,
+        report::use_color(),
+    );
 }
 
 /// Whether this build has the Cranelift tier.

@@ -71,6 +71,9 @@ struct RunOpts {
     /// Print tier and heap statistics on stderr at exit.
     #[arg(long, global = true)]
     stats: bool,
+    /// Worker threads that run tasks (default: one per CPU; also KILN_THREADS).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 impl RunOpts {
@@ -78,6 +81,11 @@ impl RunOpts {
         let mut s = Settings::default();
         s.heap.stress = self.gc_stress || env_flag("KILN_GC_STRESS");
         s.args = args;
+        s.threads = self
+            .threads
+            .map(usize::from)
+            .or_else(|| std::env::var("KILN_THREADS").ok()?.parse().ok())
+            .unwrap_or(0);
         let mode = self
             .jit
             .clone()

@@ -14,6 +14,11 @@ pub fn use_color() -> bool {
 
 /// Writes `err` to `out` the way the CLI shows it.
 pub fn render(err: &KilnError, out: &mut dyn Write, color: bool) {
+    render_as(err, "error", out, color);
+}
+
+/// [`render`] with another heading than `error` (`error in task 3`).
+pub fn render_as(err: &KilnError, heading: &str, out: &mut dyn Write, color: bool) {
     for d in &err.diagnostics {
         match &d.location {
             Some((file, span)) => {
@@ -26,7 +31,7 @@ pub fn render(err: &KilnError, out: &mut dyn Write, color: bool) {
                     .get(span.start as usize..span.end as usize)
                     .map_or(1, |s| s.chars().count().max(1));
                 let report = Report::build(
-                    ReportKind::Custom("error", Color::Red),
+                    ReportKind::Custom(heading, Color::Red),
                     (name, start..start + len),
                 )
                 .with_config(Config::default().with_color(color).with_char_set(if color {
@@ -46,7 +51,7 @@ pub fn render(err: &KilnError, out: &mut dyn Write, color: bool) {
                     .write((name, Source::from(&file.text)), &mut buf)
                     .is_err()
                 {
-                    let _ = writeln!(out, "error: {} ({name}:{line}:{col})", d.message);
+                    let _ = writeln!(out, "{heading}: {} ({name}:{line}:{col})", d.message);
                     continue;
                 }
                 if !color {
@@ -56,7 +61,7 @@ pub fn render(err: &KilnError, out: &mut dyn Write, color: bool) {
                 let _ = out.write_all(&buf);
             }
             None => {
-                let _ = writeln!(out, "error: {}", d.message);
+                let _ = writeln!(out, "{heading}: {}", d.message);
             }
         }
     }

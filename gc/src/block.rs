@@ -64,10 +64,16 @@ impl Block {
     }
 
     fn new(owner: HeapId, cell_size: usize) -> Block {
-        // SAFETY: the layout has non-zero size.
-        let raw = unsafe { std::alloc::alloc(Self::layout()) };
-        let Some(base) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(Self::layout())
+        let base = match spares().pop() {
+            Some(Spare(base)) => base,
+            None => {
+                // SAFETY: the layout has non-zero size.
+                let raw = unsafe { std::alloc::alloc(Self::layout()) };
+                let Some(base) = NonNull::new(raw) else {
+                    std::alloc::handle_alloc_error(Self::layout())
+                };
+                base
+            }
         };
         // SAFETY: the allocation is BLOCK_SIZE bytes aligned to BLOCK_SIZE, room for the header.
         unsafe { base.cast::<BlockHeader>().write(BlockHeader { owner }) };
@@ -93,9 +99,36 @@ impl Block {
 
 impl Drop for Block {
     fn drop(&mut self) {
-        // SAFETY: `base` was allocated in `Block::new` with this layout and is freed only here.
+        let mut spares = spares();
+        if spares.len() < MAX_SPARES {
+            spares.push(Spare(self.base));
+            return;
+        }
+        drop(spares);
+        // SAFETY: `base` was allocated in `Block::new` with this layout and is freed only here
+        // (a block given to the spares is never freed, only handed to a new `Block`).
         unsafe { std::alloc::dealloc(self.base.as_ptr(), Self::layout()) }
     }
+}
+
+/// Blocks of dropped heaps, kept for new heaps: with a task per request, every task's heap
+/// would otherwise map and unmap its blocks (page faults and TLB shootdowns dominated the
+/// cost of a short task). At most [`MAX_SPARES`] blocks (64 MiB) are kept; the rest go back
+/// to the allocator.
+const MAX_SPARES: usize = 1024;
+
+/// The memory of a block that no heap owns.
+struct Spare(NonNull<u8>);
+
+// SAFETY: a spare block is an allocation that only the spare list refers to; whichever thread
+// takes it becomes its sole owner.
+unsafe impl Send for Spare {}
+
+static SPARES: std::sync::Mutex<Vec<Spare>> = std::sync::Mutex::new(Vec::new());
+
+fn spares() -> std::sync::MutexGuard<'static, Vec<Spare>> {
+    // The list is valid whatever a panicking holder was doing: every push and pop is whole.
+    SPARES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The cells handed out so far in one block, as an iterator that does not borrow the heap.

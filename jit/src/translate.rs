@@ -705,7 +705,12 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
             opc::IterNext1 => self.iter_next(a, pc, flow),
             opc::LoadBuiltin => {
+                // Built-ins are made on first use: one not made yet is the
+                // interpreter's to make.
                 let builtins = self.b.ins().load(I64, mem(), self.ctx, CTX_BUILTINS);
+                let tag = self.b.ins().load(I8, mem(), builtins, off(ins.bx()));
+                let made = self.b.ins().icmp_imm_s(IntCC::NotEqual, tag, TAG_UNDEF);
+                self.guard_expected(made, pc);
                 let regs = self.regs;
                 self.copy_value(builtins, off(ins.bx()), regs, off(a));
                 self.st[a] = after[a];

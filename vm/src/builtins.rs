@@ -14,7 +14,7 @@ use kiln_gc::Heap;
 use crate::display::format_float;
 use crate::error::Fault;
 use crate::fault;
-use crate::stdlib::{make_module, Member};
+use crate::stdlib::make_module;
 use crate::value::{to_key, Map, Native, NativeFn, Range, Value, WeakRef};
 use crate::vm::Vm;
 
@@ -42,13 +42,13 @@ const ENTRIES: [(&str, Global); 19] = [
     ("range", Global::Fn(range)),
     ("clock", Global::Fn(clock)),
     ("weak", Global::Fn(weak)),
-    ("channel", Global::Fn(channel)),
+    ("channel", Global::Fn(crate::channel::new_channel)),
     ("sleep", Global::Fn(sleep)),
     ("yield", Global::Fn(yield_)),
     ("root", Global::Root),
     ("gc", Global::Fn(gc)),
     ("gc_stats", Global::Fn(gc_stats)),
-    ("select", Global::Fn(select)),
+    ("select", Global::Fn(crate::channel::select)),
 ];
 
 /// The names of the global built-ins; a built-in's index here is its slot in
@@ -65,24 +65,33 @@ const fn global_names() -> [&'static str; ENTRIES.len()] {
     names
 }
 
-/// `root`'s members. The store arrives with tasks; until then each member says so.
-const ROOT_MEMBERS: &[(&str, Member)] = &[
-    ("set", Member::Fn(root_unsupported)),
-    ("get", Member::Fn(root_unsupported)),
-    ("remove", Member::Fn(root_unsupported)),
-    ("keys", Member::Fn(root_unsupported)),
-    ("add", Member::Fn(root_unsupported)),
-];
-
-/// Fills `vm.builtins`, one value per name of [`GLOBALS`], in order.
+/// Sizes `vm.builtins`, one slot per name of [`GLOBALS`], in order. Each value is made
+/// at its first use ([`Vm::builtin`]): most tasks use few built-ins, and a task that
+/// made all of them would pay two dozen allocations before running a line.
 pub fn install(vm: &mut Vm) {
-    for (name, global) in &ENTRIES {
-        // `vm.builtins` is a root, so each value is safe once pushed.
+    vm.builtins = vec![Value::Undef; ENTRIES.len()];
+}
+
+impl Vm {
+    /// Built-in number `i` (an index into [`GLOBALS`]).
+    #[inline]
+    pub(crate) fn builtin(&mut self, i: usize) -> Value {
+        match self.builtins[i] {
+            Value::Undef => self.make_builtin(i),
+            v => v,
+        }
+    }
+
+    #[cold]
+    fn make_builtin(&mut self, i: usize) -> Value {
+        let (name, global) = &ENTRIES[i];
         let v = match global {
-            Global::Fn(func) => native(vm, name, *func),
-            Global::Root => Value::Module(make_module(vm, "root", ROOT_MEMBERS)),
+            Global::Fn(func) => native(self, name, *func),
+            Global::Root => Value::Module(make_module(self, "root", crate::root::MEMBERS)),
         };
-        vm.builtins.push(v);
+        // `vm.builtins` is a root.
+        self.builtins[i] = v;
+        v
     }
 }
 
@@ -397,40 +406,40 @@ fn weak(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Ok(Value::Weak(vm.alloc(WeakRef { target: a.get(0) })))
 }
 
-fn channel(_: &mut Vm, _: &[Value]) -> Result<Value, Fault> {
-    Err(fault!(
-        "channel is not supported yet: tasks arrive in a later release"
-    ))
-}
-
-fn select(_: &mut Vm, _: &[Value]) -> Result<Value, Fault> {
-    Err(fault!(
-        "select is not supported yet: tasks arrive in a later release"
-    ))
-}
-
-fn root_unsupported(_: &mut Vm, _: &[Value]) -> Result<Value, Fault> {
-    Err(fault!(
-        "root is not supported yet: tasks arrive in a later release"
-    ))
-}
-
-/// `sleep(ms)`, also `time.sleep`: a negative or nan duration does not sleep.
-pub(crate) fn sleep(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
-    let a = Args::new("sleep", args, 1, 1)?;
-    let ms = a.num(&vm.heap, 0)?;
-    let d = if ms > 0.0 {
+/// A duration in milliseconds as a script gives it: negative or nan is zero.
+pub(crate) fn duration_ms(ms: f64) -> Duration {
+    if ms > 0.0 {
         Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX)
     } else {
         Duration::ZERO
-    };
-    std::thread::sleep(d);
-    Ok(Value::Nil)
+    }
 }
 
-fn yield_(_: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+/// `sleep(ms)`, also `time.sleep`: a negative or nan duration does not sleep. A task
+/// waits on a timer (its worker runs other tasks); outside the scheduler the thread
+/// sleeps.
+pub(crate) fn sleep(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+    let a = Args::new("sleep", args, 1, 1)?;
+    let d = duration_ms(a.num(&vm.heap, 0)?);
+    if d.is_zero() {
+        return Ok(Value::Nil);
+    }
+    if vm.task.is_none() {
+        std::thread::sleep(d);
+        return Ok(Value::Nil);
+    }
+    let w = vm.begin_wait()?;
+    vm.current_task()?.sched.add_timer(d, w);
+    Err(Fault::Suspend)
+}
+
+/// `yield()`: lets the other runnable tasks run first.
+fn yield_(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Args::new("yield", args, 0, 0)?;
-    Ok(Value::Nil)
+    if vm.task.is_none() {
+        return Ok(Value::Nil);
+    }
+    vm.yield_now()
 }
 
 fn gc(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
@@ -592,14 +601,18 @@ mod tests {
     }
 
     #[test]
-    fn root_and_channels_say_they_are_not_ready() {
+    fn channels_wait_only_inside_tasks() {
         let mut vm = vm();
-        let root = vm.builtins[GLOBALS.iter().position(|&n| n == "root").unwrap_or(0)];
+        let root = vm.builtin(GLOBALS.iter().position(|&n| n == "root").unwrap_or(0));
         assert_eq!(vm.display(root), "<module root>");
-        assert!(error(call(&mut vm, channel, &[])).starts_with("channel is not supported yet"));
-        assert!(
-            error(call(&mut vm, root_unsupported, &[])).starts_with("root is not supported yet")
-        );
+        let ch = call(&mut vm, crate::channel::new_channel, &[]).expect("a channel");
+        assert_eq!(vm.display(ch), "<channel>");
+        assert!(error(call(
+            &mut vm,
+            crate::channel::new_channel,
+            &[Value::Int(-1)]
+        ))
+        .contains("capacity"));
     }
 
     #[test]

@@ -183,6 +183,8 @@ impl Printer<'_> {
             Value::Module(m) => write!(self.out, "<module {}>", m.get(heap).name),
             Value::Weak(_) => self.out.write_str("<weak>"),
             Value::Cell(_) => self.out.write_str("<cell>"),
+            Value::Chan(_) => self.out.write_str("<channel>"),
+            Value::Task(t) => write!(self.out, "<task {}>", t.get(heap).task.id),
         };
     }
 

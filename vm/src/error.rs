@@ -43,6 +43,10 @@ pub enum Fault {
     /// A host-imposed limit stopped the script. Like `Exit`, it unwinds everything and
     /// runs no handlers: a script must not be able to catch its way past a limit.
     Limit(Limit),
+    /// Not an error: the task stops here (its time slice is spent, or it waits for a
+    /// channel, a task or a timer) and will resume later at the saved pc, on any worker.
+    /// It leaves every frame and handler in place.
+    Suspend,
 }
 
 /// The limits a host can put on a run; each stops it with its own [`ErrorKind`].

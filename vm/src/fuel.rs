@@ -6,6 +6,9 @@
 //! the steps left in the current grant in [`Vm::fuel`]; when it drops to zero the
 //! interpreter calls [`Vm::refuel`], which checks the limits and grants more.
 //!
+//! Under the task scheduler the grant is a time slice: at its end `refuel` suspends the
+//! task (`Fault::Suspend`) if other tasks are waiting for a worker.
+//!
 //! Straight-line code between two charges is at most one function body, so a run stops
 //! within a bounded number of instructions after its limit is reached.
 
@@ -18,11 +21,22 @@ use crate::vm::Vm;
 /// flag): small enough that an interrupt lands within a millisecond or so.
 pub const CHECK_EVERY: i64 = 100_000;
 
+/// Steps a task runs before it offers its worker to other tasks (see `crate::sched`):
+/// tens of microseconds of work, so a yield costs well under 1% while a task that
+/// never blocks still lets the others run.
+pub const TIME_SLICE: i64 = 20_000;
+
 impl Vm {
     /// The steps to grant next: up to the limit, or practically unbounded.
     pub(crate) fn fuel_grant(&self) -> i64 {
         let checked = self.settings.interrupt.is_some() || self.settings.fuel.is_some();
-        let slice = if checked { CHECK_EVERY } else { i64::MAX / 4 };
+        let slice = if self.task.is_some() {
+            TIME_SLICE
+        } else if checked {
+            CHECK_EVERY
+        } else {
+            i64::MAX / 4
+        };
         match self.settings.fuel {
             Some(limit) => slice.min(limit.saturating_sub(self.fuel_spent) as i64),
             None => slice,
@@ -58,6 +72,6 @@ impl Vm {
         }
         self.fuel = grant;
         self.fuel_granted = grant;
-        Ok(())
+        self.preempt()
     }
 }

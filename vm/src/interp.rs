@@ -31,8 +31,10 @@ impl Vm {
     }
 
     /// Delivers a fault to the innermost handler of this execution, or gives it back.
-    fn catch(&mut self, fault: Fault, stop: usize) -> Result<(), Fault> {
+    pub(crate) fn catch(&mut self, fault: Fault, stop: usize) -> Result<(), Fault> {
         let value = match fault {
+            // The task resumes later exactly here: nothing unwinds.
+            Fault::Suspend => return Err(fault),
             Fault::Exit(_) | Fault::Limit(_) => {
                 if matches!(fault, Fault::Limit(_)) && self.throw_trace.is_none() {
                     self.throw_trace = Some(self.capture_trace());
@@ -289,7 +291,7 @@ impl Vm {
                 }
                 opc::LoadTrue => r!(ins.a()) = Value::Bool(true),
                 opc::LoadFalse => r!(ins.a()) = Value::Bool(false),
-                opc::LoadBuiltin => r!(ins.a()) = self.builtins[ins.bx()],
+                opc::LoadBuiltin => r!(ins.a()) = self.builtin(ins.bx()),
                 opc::GetModule => {
                     let v = frame.module.get(&self.heap).vars[ins.bx()];
                     if let Value::Undef = v {
@@ -768,9 +770,10 @@ impl Vm {
                     r!(ins.a()) = Value::Module(m);
                 }
                 opc::GetModuleObj => r!(ins.a()) = Value::Module(frame.module),
-                opc::Spawn => throw!(Fault::Error(
-                    "spawn is not supported yet: tasks arrive in a later release".into()
-                )),
+                opc::Spawn => {
+                    save_pc!();
+                    r!(ins.a()) = check!(self.spawn(base + ins.a(), ins.b()));
+                }
                 other => throw!(Fault::Error(format!("internal error: bad opcode {other}"))),
             }
         }
@@ -903,7 +906,7 @@ pub(crate) fn check_type(vm: &Vm, kind: &TypeKind, nilable: bool, v: Value) -> O
     ok.then_some(v)
 }
 
-fn arity_message(p: &Proto, nargs: usize) -> String {
+pub(crate) fn arity_message(p: &Proto, nargs: usize) -> String {
     if p.has_self && nargs == 0 {
         return format!("{} is a method: call it on an instance", p.name);
     }

@@ -10,8 +10,10 @@ pub mod ast;
 pub mod builtins;
 pub mod bytecode;
 mod captures;
+pub mod channel;
 mod compile_expr;
 mod compiler;
+pub mod copy;
 pub mod disasm;
 pub mod display;
 pub mod error;
@@ -24,8 +26,11 @@ pub mod ops;
 pub mod parser;
 pub mod program;
 pub mod repl;
+mod root;
+pub mod sched;
 pub mod source;
 pub mod stdlib;
+pub mod task;
 pub mod tier;
 pub mod value;
 pub mod vm;
@@ -68,7 +73,7 @@ impl Vm {
     }
 
     /// Runs a module's top level if it has not run yet; returns its module object.
-    fn run_module(&mut self, id: ModuleId) -> Result<Value, Fault> {
+    pub(crate) fn run_module(&mut self, id: ModuleId) -> Result<Value, Fault> {
         let m = self.module_obj(id);
         if m.get(&self.heap).started {
             return Ok(Value::Module(m));
@@ -95,6 +100,9 @@ impl Vm {
             .program
             .prelude
             .ok_or_else(|| fault!("internal error: no prelude"))?;
+        // A spawned task runs the prelude (function declarations only: no call, no
+        // loop, so it cannot suspend) the first time it needs it.
+        self.run_module(id)?;
         let m = self.module_obj(id);
         match m.get(&self.heap).member(name) {
             Some(v) if !matches!(v, Value::Undef) => Ok(v),
@@ -103,7 +111,7 @@ impl Vm {
     }
 
     /// Turns an uncaught fault into the error a host sees.
-    fn report(&mut self, fault: Fault) -> KilnError {
+    pub(crate) fn report(&mut self, fault: Fault) -> KilnError {
         let kind = match fault {
             Fault::Limit(limit) => ErrorKind::Limit(limit),
             _ => ErrorKind::Runtime,
@@ -126,6 +134,10 @@ impl Vm {
                 self.throw_trace
                     .take()
                     .unwrap_or_else(|| self.capture_trace()),
+            ),
+            Fault::Suspend => (
+                "internal error: a task stopped outside the scheduler".to_string(),
+                self.capture_trace(),
             ),
             Fault::Throw(v) => (
                 self.display(v),

@@ -1,4 +1,5 @@
-//! Built-in methods of strings, arrays, maps, numbers, ranges and weak references.
+//! Built-in methods of strings, arrays, maps, numbers, ranges, weak references, channels
+//! and tasks.
 //!
 //! [`lookup`] maps a receiver and a method name to a native (receiver in `args[0]`) or to
 //! a function of `prelude.kn` for methods that call back into the script (`map`,
@@ -40,8 +41,19 @@ pub fn lookup(_heap: &Heap, recv: Value, name: &str) -> Option<Method> {
         Value::Int(_) | Value::Float(_) => (name == "to_fixed").then_some(Method::Native(to_fixed)),
         Value::Range(_) => range_method(name),
         Value::Weak(_) => (name == "get").then_some(Method::Native(weak_get)),
+        Value::Chan(_) => crate::channel::method(name).map(Method::Native),
+        Value::Task(_) => task_method(name).map(Method::Native),
         _ => None,
     }
+}
+
+fn task_method(name: &str) -> Option<NativeFn> {
+    Some(match name {
+        "join" => crate::task::join,
+        "done" => crate::task::done,
+        "cancel" => crate::task::cancel,
+        _ => return None,
+    })
 }
 
 fn array_method(name: &str) -> Option<Method> {

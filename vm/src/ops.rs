@@ -228,6 +228,9 @@ pub fn equal(heap: &Heap, a: Value, b: Value) -> bool {
             let (x, y) = (x.get(heap), y.get(heap));
             x.hash == y.hash && x.text == y.text
         }
+        // Copies of one channel or task in different heaps are the same channel or task.
+        (Value::Chan(x), Value::Chan(y)) => Arc::ptr_eq(&x.get(heap).chan, &y.get(heap).chan),
+        (Value::Task(x), Value::Task(y)) => Arc::ptr_eq(&x.get(heap).task, &y.get(heap).task),
         _ => match (a.heap_addr(), b.heap_addr()) {
             (Some(x), Some(y)) => x == y,
             _ => false,
@@ -324,7 +327,9 @@ pub fn index_error(i: i64, len: usize) -> Fault {
 
 pub fn check_iterable(heap: &Heap, v: Value) -> Result<(), Fault> {
     match v {
-        Value::Array(_) | Value::Map(_) | Value::Str(_) | Value::Range(_) => Ok(()),
+        Value::Array(_) | Value::Map(_) | Value::Str(_) | Value::Range(_) | Value::Chan(_) => {
+            Ok(())
+        }
         other => Err(fault!("cannot iterate over {}", other.type_name(heap))),
     }
 }
@@ -367,6 +372,21 @@ pub fn iter_next(vm: &mut Vm, slot: usize, two: bool) -> Result<bool, Fault> {
             vm.stack[slot + 1] = Value::Int(next);
             let cs = vm.new_string(c.to_string());
             (Value::Int(chars as i64), cs)
+        }
+        Value::Chan(c) => {
+            // A message delivered while the loop waited, or a receive that may wait;
+            // nil means closed and drained.
+            let v = match vm.pending.take() {
+                Some(v) => v,
+                None => {
+                    let chan = c.get(&vm.heap).chan.clone();
+                    crate::channel::receive(vm, &chan)?
+                }
+            };
+            if matches!(v, Value::Nil) {
+                return Ok(false);
+            }
+            (Value::Int(cursor), v)
         }
         other => return Err(fault!("cannot iterate over {}", other.type_name(&vm.heap))),
     };

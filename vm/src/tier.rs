@@ -193,7 +193,8 @@ pub struct TierState<'a> {
     /// The frame's module and where its variables are (stable while code runs).
     pub module: Value,
     pub module_vars: *mut Value,
-    /// The built-in values (`crate::builtins::GLOBALS` order; fixed while code runs).
+    /// The built-in values (`crate::builtins::GLOBALS` order; fixed while code runs;
+    /// `Undef` for one not made yet).
     pub builtins: *const Value,
     /// Frames compiled calls may still add before `stack overflow`.
     pub depth_left: usize,

@@ -26,6 +26,8 @@ pub mod tag {
     pub const STRUCT: u8 = 9;
     pub const MODULE: u8 = 14;
     pub const UNDEF: u8 = 16;
+    pub const CHANNEL: u8 = 17;
+    pub const TASK: u8 = 18;
 }
 
 /// A script value.
@@ -52,6 +54,10 @@ pub enum Value {
     /// Internal: "no value yet" — an uninitialised module variable, a missing argument
     /// that has a default, a struct field awaiting its default. Never visible to scripts.
     Undef = tag::UNDEF,
+    /// A channel: a handle to state shared by every task that holds it.
+    Chan(Gc<ChanRef>) = tag::CHANNEL,
+    /// A task handle (`spawn`'s result), shared like a channel.
+    Task(Gc<TaskRef>) = tag::TASK,
 }
 
 const _: () = assert!(std::mem::size_of::<Value>() == 16);
@@ -94,6 +100,8 @@ impl Value {
             Value::Weak(_) => "weak",
             Value::Module(_) => "module",
             Value::Cell(_) => "cell",
+            Value::Chan(_) => "channel",
+            Value::Task(_) => "task",
         }
     }
 
@@ -119,6 +127,8 @@ impl Value {
             Value::Weak(g) => t.mark(g),
             Value::Module(g) => t.mark(g),
             Value::Cell(g) => t.mark(g),
+            Value::Chan(g) => t.mark(g),
+            Value::Task(g) => t.mark(g),
         }
     }
 
@@ -137,6 +147,8 @@ impl Value {
             Value::Weak(g) => g.addr(),
             Value::Module(g) => g.addr(),
             Value::Cell(g) => g.addr(),
+            Value::Chan(g) => g.addr(),
+            Value::Task(g) => g.addr(),
             _ => return None,
         })
     }
@@ -529,6 +541,8 @@ impl Trace for WeakRef {
             Value::Weak(g) => liveness.is_live(g),
             Value::Module(g) => liveness.is_live(g),
             Value::Cell(g) => liveness.is_live(g),
+            Value::Chan(g) => liveness.is_live(g),
+            Value::Task(g) => liveness.is_live(g),
             _ => true,
         };
         if !live {
@@ -562,6 +576,25 @@ impl Trace for ModuleObj {
     fn external_bytes(&self) -> usize {
         values_bytes(&self.vars)
     }
+}
+
+/// A channel as one heap sees it: every copy of a channel value, in any task, holds the
+/// same shared [`Channel`](crate::channel::Channel).
+pub struct ChanRef {
+    pub chan: Arc<crate::channel::Channel>,
+}
+
+impl Trace for ChanRef {
+    fn trace(&self, _: &mut Tracer) {}
+}
+
+/// A task handle as one heap sees it (see [`ChanRef`]).
+pub struct TaskRef {
+    pub task: Arc<crate::task::Task>,
+}
+
+impl Trace for TaskRef {
+    fn trace(&self, _: &mut Tracer) {}
 }
 
 /// Converts a value to a map key, or says why it cannot be one.

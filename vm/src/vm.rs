@@ -73,6 +73,8 @@ pub struct Settings {
     /// A flag another thread may raise to stop the run (`interrupted by the host`). The
     /// VM lowers it again when it stops.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Worker threads for tasks (`--threads`); 0 for one per CPU.
+    pub threads: usize,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             tier: Default::default(),
             fuel: None,
             interrupt: None,
+            threads: 0,
         }
     }
 }
@@ -145,6 +148,11 @@ pub struct Vm {
     pub rng: u64,
     /// Start of the process clock (`clock()`, `time.monotonic()`).
     pub epoch: std::time::Instant,
+    /// The task this machine runs, when it runs under the scheduler.
+    pub(crate) task: Option<Arc<crate::task::Task>>,
+    /// A value delivered to a suspended instruction that runs again to pick it up
+    /// (`for v in ch`, see [`crate::task`]). A root.
+    pub(crate) pending: Option<Value>,
 }
 
 impl Vm {
@@ -153,7 +161,7 @@ impl Vm {
         let mut vm = Vm {
             heap,
             program,
-            stack: Vec::with_capacity(1024),
+            stack: Vec::with_capacity(64),
             frames: Vec::new(),
             handlers: Vec::new(),
             handles: Vec::new(),
@@ -171,6 +179,8 @@ impl Vm {
             fuel_spent: 0,
             rng: 0x853c_49e6_748f_ea9b,
             epoch: std::time::Instant::now(),
+            task: None,
+            pending: None,
         };
         crate::builtins::install(&mut vm);
         vm.reset_fuel();
@@ -266,6 +276,7 @@ impl Vm {
             consts,
             builtins,
             std_modules,
+            pending,
             ..
         } = self;
         heap.collect(&mut |t: &mut Tracer| {
@@ -285,6 +296,9 @@ impl Vm {
             }
             for c in consts.iter().flatten() {
                 t.mark(*c);
+            }
+            if let Some(v) = pending {
+                v.trace(t);
             }
             extra.trace_root(t);
         });

@@ -1,0 +1,570 @@
+//! Deep copies of values between task heaps.
+//!
+//! A heap belongs to one task, so a value crossing tasks (a `spawn`'s callee and
+//! arguments, a channel message, a task's result, a `root` entry) travels as a
+//! [`Portable`]: a description that holds no heap handle. [`export`] reads a value's
+//! whole object graph out of one heap; [`import`] rebuilds it in another, as often as
+//! needed (joining a task twice imports its result twice). Sharing and cycles survive:
+//! an object reached twice is described once. Strings keep their `Arc<str>` bytes, and
+//! channels and task handles their `Arc` state, so those are shared, not copied.
+//!
+//! A module reached through a closure is copied in part: only the module variables that
+//! the closure's code (and the functions those variables hold, and so on) names, so a
+//! spawn does not copy every variable of the script. A module reached as a value is
+//! copied whole.
+//!
+//! Both directions walk the graph with explicit work lists, so a value of any depth is
+//! safe to copy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kiln_gc::{Gc, Heap};
+
+use crate::bytecode::opc;
+use crate::channel::Channel;
+use crate::program::{ModuleId, Program, ProtoId, TypeAnn};
+use crate::task::Task;
+use crate::value::*;
+use crate::vm::Vm;
+
+/// A value detached from every heap. Cloning shares the description.
+#[derive(Clone)]
+pub struct Portable(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Nil, bools, numbers: no object at all (the common message).
+    Imm(Value),
+    Str(Arc<str>, u64),
+    Graph(Arc<Graph>),
+}
+
+/// Objects numbered from 0; the value is `nodes[0]`.
+struct Graph {
+    nodes: Vec<Node>,
+}
+
+/// A field of a described object: an immediate, or the number of another node.
+#[derive(Clone, Copy)]
+enum Slot {
+    Imm(Value),
+    Ref(u32),
+}
+
+enum Node {
+    /// Reserved while the exporter has not yet described the object.
+    Pending,
+    Str(Arc<str>, u64),
+    Array(Vec<Slot>),
+    Map(Vec<(Key, Slot, Slot)>),
+    Func {
+        proto: ProtoId,
+        upvals: Vec<u32>,
+        module: u32,
+    },
+    Cell(Slot),
+    Native(&'static str, NativeFn),
+    Struct {
+        ty: u32,
+        fields: Vec<Slot>,
+    },
+    Type {
+        name: Arc<str>,
+        fields: Box<[Arc<str>]>,
+        has_default: Box<[bool]>,
+        field_types: Box<[Option<TypeAnn>]>,
+        init: Option<u32>,
+        methods: Vec<(Arc<str>, Slot)>,
+        key: u64,
+    },
+    Range {
+        start: i64,
+        end: i64,
+        step: i64,
+        inclusive: bool,
+    },
+    Error {
+        message: Arc<str>,
+        trace: Arc<[TraceEntry]>,
+        suppressed: Vec<Slot>,
+    },
+    Weak(Slot),
+    Module {
+        name: Arc<str>,
+        names: Arc<[Arc<str>]>,
+        vars: Vec<Slot>,
+        id: Option<ModuleId>,
+        started: bool,
+    },
+    Chan(Arc<Channel>),
+    Task(Arc<Task>),
+}
+
+impl Portable {
+    pub const NIL: Portable = Portable(Repr::Imm(Value::Nil));
+
+    pub fn int(i: i64) -> Portable {
+        Portable(Repr::Imm(Value::Int(i)))
+    }
+
+    /// The integer this describes, if it is one (`root.add`).
+    pub fn as_int(&self) -> Option<i64> {
+        match self.0 {
+            Repr::Imm(Value::Int(i)) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+fn is_immediate(v: Value) -> bool {
+    matches!(
+        v,
+        Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Undef
+    )
+}
+
+/// Describes `v` and everything it reaches in `vm`'s heap.
+pub fn export(vm: &Vm, v: Value) -> Portable {
+    Portable(match v {
+        _ if is_immediate(v) => Repr::Imm(v),
+        Value::Str(s) => {
+            let s = s.get(&vm.heap);
+            Repr::Str(s.text.clone(), s.hash)
+        }
+        _ => Exporter::new(vm).finish(|e| {
+            e.slot(v);
+        }),
+    })
+}
+
+/// Describes an array of `values` (one graph, so sharing between them survives) without
+/// making the array in the heap: how `spawn` sends its callee and arguments.
+pub fn export_array(vm: &Vm, values: &[Value]) -> Portable {
+    Portable(Exporter::new(vm).finish(|e| {
+        e.nodes.push(Node::Pending);
+        e.nodes[0] = Node::Array(e.slots(values));
+    }))
+}
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+struct Exporter<'h> {
+    heap: &'h Heap,
+    program: &'h Program,
+    /// Object address → node number: what makes sharing and cycles survive.
+    memo: FastMap<usize, u32>,
+    nodes: Vec<Node>,
+    /// Objects numbered but not yet described.
+    todo: Vec<(Value, u32)>,
+    /// Module node → which of its variables are copied so far.
+    copied_vars: FastMap<u32, Vec<bool>>,
+}
+
+/// The module variables a function's code names.
+enum UsedVars {
+    All,
+    Some(Vec<usize>),
+}
+
+/// What `proto` and the functions nested in it read or write of their module.
+fn used_vars(program: &Program, proto: ProtoId) -> UsedVars {
+    let mut used = Vec::new();
+    let mut protos = vec![proto];
+    while let Some(p) = protos.pop() {
+        let p = program.proto(p);
+        for ins in &p.code {
+            match ins.op_byte() {
+                opc::GetModule | opc::SetModule => used.push(ins.bx()),
+                opc::GetModuleObj => return UsedVars::All,
+                _ => {}
+            }
+        }
+        protos.extend_from_slice(&p.protos);
+    }
+    UsedVars::Some(used)
+}
+
+impl<'h> Exporter<'h> {
+    fn new(vm: &'h Vm) -> Self {
+        Exporter {
+            heap: &vm.heap,
+            program: &vm.program,
+            memo: FastMap::default(),
+            nodes: Vec::new(),
+            todo: Vec::new(),
+            copied_vars: FastMap::default(),
+        }
+    }
+
+    /// The node of module `m`, described at once with no variables copied yet.
+    fn module_node(&mut self, m: Gc<ModuleObj>) -> u32 {
+        let heap = self.heap;
+        *self.memo.entry(m.addr()).or_insert_with(|| {
+            let obj = m.get(heap);
+            let i = self.nodes.len() as u32;
+            self.nodes.push(Node::Module {
+                name: obj.name.clone(),
+                names: obj.names.clone(),
+                vars: vec![Slot::Imm(Value::Undef); obj.vars.len()],
+                id: obj.id,
+                started: obj.started,
+            });
+            self.copied_vars.insert(i, vec![false; obj.vars.len()]);
+            i
+        })
+    }
+
+    /// Copies the variables `which` of module `m` (node `node`) not copied yet.
+    fn copy_vars(&mut self, node: u32, m: Gc<ModuleObj>, which: UsedVars) {
+        let vars = &m.get(self.heap).vars;
+        let which = match which {
+            UsedVars::All => (0..vars.len()).collect(),
+            UsedVars::Some(v) => v,
+        };
+        for i in which {
+            let copied = self.copied_vars.get_mut(&node).and_then(|c| c.get_mut(i));
+            if let Some(false) = copied.as_deref() {
+                if let Some(c) = copied {
+                    *c = true;
+                }
+                let slot = self.slot(vars[i]);
+                if let Node::Module { vars, .. } = &mut self.nodes[node as usize] {
+                    vars[i] = slot;
+                }
+            }
+        }
+    }
+
+    /// Runs `root` (which numbers node 0) and describes everything it reached.
+    fn finish(mut self, root: impl FnOnce(&mut Self)) -> Repr {
+        root(&mut self);
+        while let Some((v, i)) = self.todo.pop() {
+            self.nodes[i as usize] = self.describe(v);
+        }
+        Repr::Graph(Arc::new(Graph { nodes: self.nodes }))
+    }
+
+    fn slot(&mut self, v: Value) -> Slot {
+        if let Value::Module(m) = v {
+            let node = self.module_node(m);
+            self.copy_vars(node, m, UsedVars::All);
+            return Slot::Ref(node);
+        }
+        let Some(addr) = v.heap_addr() else {
+            return Slot::Imm(v);
+        };
+        Slot::Ref(*self.memo.entry(addr).or_insert_with(|| {
+            let i = self.nodes.len() as u32;
+            self.nodes.push(Node::Pending);
+            self.todo.push((v, i));
+            i
+        }))
+    }
+
+    fn node_of(&mut self, v: Value) -> u32 {
+        match self.slot(v) {
+            Slot::Ref(i) => i,
+            Slot::Imm(_) => unreachable!("heap values always get a node"),
+        }
+    }
+
+    fn slots(&mut self, values: &[Value]) -> Vec<Slot> {
+        values.iter().map(|v| self.slot(*v)).collect()
+    }
+
+    fn describe(&mut self, v: Value) -> Node {
+        let heap = self.heap;
+        match v {
+            Value::Str(s) => {
+                let s = s.get(heap);
+                Node::Str(s.text.clone(), s.hash)
+            }
+            Value::Array(a) => Node::Array(self.slots(&a.get(heap).items)),
+            Value::Map(m) => Node::Map(
+                m.get(heap)
+                    .entries
+                    .iter()
+                    .map(|(k, (kv, vv))| (k.clone(), self.slot(*kv), self.slot(*vv)))
+                    .collect(),
+            ),
+            Value::Func(c) => {
+                let c = c.get(heap);
+                Node::Func {
+                    proto: c.proto,
+                    upvals: c
+                        .upvals
+                        .iter()
+                        .map(|u| self.node_of(Value::Cell(*u)))
+                        .collect(),
+                    module: {
+                        let node = self.module_node(c.module);
+                        let used = used_vars(self.program, c.proto);
+                        self.copy_vars(node, c.module, used);
+                        node
+                    },
+                }
+            }
+            Value::Cell(c) => Node::Cell(self.slot(c.get(heap).value)),
+            Value::Native(n) => {
+                let n = n.get(heap);
+                Node::Native(n.name, n.func)
+            }
+            Value::Struct(s) => {
+                let s = s.get(heap);
+                Node::Struct {
+                    ty: self.node_of(Value::Type(s.ty)),
+                    fields: self.slots(&s.fields),
+                }
+            }
+            Value::Type(t) => {
+                let t = t.get(heap);
+                Node::Type {
+                    name: t.name.clone(),
+                    fields: t.fields.clone(),
+                    has_default: t.has_default.clone(),
+                    field_types: t.field_types.clone(),
+                    init: t.init.map(|c| self.node_of(Value::Func(c))),
+                    methods: t
+                        .methods
+                        .iter()
+                        .map(|(n, m)| (n.clone(), self.slot(*m)))
+                        .collect(),
+                    key: t.key,
+                }
+            }
+            Value::Range(r) => {
+                let r = r.get(heap);
+                Node::Range {
+                    start: r.start,
+                    end: r.end,
+                    step: r.step,
+                    inclusive: r.inclusive,
+                }
+            }
+            Value::Error(e) => {
+                let e = e.get(heap);
+                Node::Error {
+                    message: e.message.clone(),
+                    trace: e.trace.clone(),
+                    suppressed: self.slots(&e.suppressed),
+                }
+            }
+            Value::Weak(w) => Node::Weak(self.slot(w.get(heap).target)),
+            Value::Module(_) => unreachable!("modules are described when first met"),
+            Value::Chan(c) => Node::Chan(c.get(heap).chan.clone()),
+            Value::Task(t) => Node::Task(t.get(heap).task.clone()),
+            Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Undef => {
+                unreachable!("immediates are never described as nodes")
+            }
+        }
+    }
+}
+
+/// Builds the value `p` describes in `vm`'s heap.
+pub fn import(vm: &mut Vm, p: &Portable) -> Value {
+    match &p.0 {
+        Repr::Imm(v) => *v,
+        Repr::Str(text, hash) => Value::Str(vm.alloc(Str {
+            text: text.clone(),
+            hash: *hash,
+        })),
+        Repr::Graph(g) => import_graph(vm, g),
+    }
+}
+
+/// Three passes, because closures and instances need their cells, module and type to
+/// exist when they are made: first every other object (containers empty), then closures
+/// and instances, then the containers' contents. Every new object stays on the handle
+/// stack until the end, so collections meanwhile keep them.
+fn import_graph(vm: &mut Vm, g: &Graph) -> Value {
+    let mark = vm.roots_mark();
+    let mut made: Vec<Value> = Vec::with_capacity(g.nodes.len());
+    for node in &g.nodes {
+        let v = make_shell(vm, node);
+        vm.push_root(v);
+        made.push(v);
+    }
+    for (i, node) in g.nodes.iter().enumerate() {
+        let v = match node {
+            Node::Func {
+                proto,
+                upvals,
+                module,
+            } => {
+                let cells = upvals.iter().map(|&u| cell_of(made[u as usize])).collect();
+                let Value::Module(m) = made[*module as usize] else {
+                    unreachable!("a closure's module node is a module")
+                };
+                Value::Func(vm.new_closure(*proto, cells, m))
+            }
+            Node::Struct { ty, fields } => {
+                let Value::Type(ty) = made[*ty as usize] else {
+                    unreachable!("an instance's type node is a struct type")
+                };
+                Value::Struct(vm.alloc(Instance {
+                    ty,
+                    fields: vec![Value::Nil; fields.len()].into_boxed_slice(),
+                }))
+            }
+            Node::Module { .. } => {
+                if let Value::Module(m) = made[i] {
+                    register_module(vm, m);
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        vm.push_root(v);
+        made[i] = v;
+    }
+    for (node, &v) in g.nodes.iter().zip(&made) {
+        fill(vm, node, v, &made);
+    }
+    vm.pop_roots(mark);
+    made[0]
+}
+
+fn cell_of(v: Value) -> Gc<Cell> {
+    match v {
+        Value::Cell(c) => c,
+        _ => unreachable!("a closure's upvalue nodes are cells"),
+    }
+}
+
+/// The object for `node` with empty contents; `Undef` for closures and instances,
+/// which the second pass makes.
+fn make_shell(vm: &mut Vm, node: &Node) -> Value {
+    match node {
+        Node::Pending => unreachable!("every node is described before import"),
+        Node::Str(text, hash) => Value::Str(vm.alloc(Str {
+            text: text.clone(),
+            hash: *hash,
+        })),
+        Node::Array(_) => vm.new_array(Vec::new()),
+        Node::Map(_) => vm.new_map(Map::default()),
+        Node::Func { .. } | Node::Struct { .. } => Value::Undef,
+        Node::Cell(_) => Value::Cell(vm.alloc(Cell { value: Value::Nil })),
+        Node::Native(name, func) => Value::Native(vm.alloc(Native { name, func: *func })),
+        Node::Type {
+            name,
+            fields,
+            has_default,
+            field_types,
+            key,
+            ..
+        } => Value::Type(vm.alloc(StructType {
+            name: name.clone(),
+            fields: fields.clone(),
+            has_default: has_default.clone(),
+            field_types: field_types.clone(),
+            init: None,
+            methods: Vec::new(),
+            key: *key,
+        })),
+        Node::Range {
+            start,
+            end,
+            step,
+            inclusive,
+        } => Value::Range(vm.alloc(Range {
+            start: *start,
+            end: *end,
+            step: *step,
+            inclusive: *inclusive,
+        })),
+        Node::Error { message, trace, .. } => Value::Error(vm.alloc(ErrorObj {
+            message: message.clone(),
+            trace: trace.clone(),
+            suppressed: Vec::new(),
+        })),
+        Node::Weak(_) => Value::Weak(vm.alloc(WeakRef { target: Value::Nil })),
+        Node::Module {
+            name,
+            names,
+            id,
+            started,
+            ..
+        } => Value::Module(vm.alloc(ModuleObj {
+            name: name.clone(),
+            names: names.clone(),
+            vars: Vec::new(),
+            id: *id,
+            started: *started,
+        })),
+        Node::Chan(c) => Value::Chan(vm.alloc(ChanRef { chan: c.clone() })),
+        Node::Task(t) => Value::Task(vm.alloc(TaskRef { task: t.clone() })),
+    }
+}
+
+/// Fills the contents of the object `v` made for `node`. Allocates nothing.
+fn fill(vm: &mut Vm, node: &Node, v: Value, made: &[Value]) {
+    let get = |s: &Slot| match *s {
+        Slot::Imm(v) => v,
+        Slot::Ref(i) => made[i as usize],
+    };
+    let all = |slots: &[Slot]| slots.iter().map(get).collect::<Vec<_>>();
+    let heap = &mut vm.heap;
+    let grown = match (node, v) {
+        (Node::Array(items), Value::Array(a)) => {
+            let items = all(items);
+            let bytes = items.capacity() * 16;
+            a.get_mut(heap).items = items;
+            bytes
+        }
+        (Node::Map(entries), Value::Map(m)) => {
+            let map = &mut m.get_mut(heap).entries;
+            map.reserve(entries.len());
+            for (k, kv, vv) in entries {
+                map.insert(k.clone(), (get(kv), get(vv)));
+            }
+            map.capacity() * (std::mem::size_of::<(Key, (Value, Value))>() + 8)
+        }
+        (Node::Cell(s), Value::Cell(c)) => {
+            c.get_mut(heap).value = get(s);
+            0
+        }
+        (Node::Struct { fields, .. }, Value::Struct(s)) => {
+            s.get_mut(heap).fields = all(fields).into_boxed_slice();
+            0
+        }
+        (Node::Type { init, methods, .. }, Value::Type(t)) => {
+            let t = t.get_mut(heap);
+            t.init = init.map(|i| match made[i as usize] {
+                Value::Func(c) => c,
+                _ => unreachable!("a struct initialiser node is a closure"),
+            });
+            t.methods = methods.iter().map(|(n, m)| (n.clone(), get(m))).collect();
+            t.methods.capacity() * 32
+        }
+        (Node::Error { suppressed, .. }, Value::Error(e)) => {
+            e.get_mut(heap).suppressed = all(suppressed);
+            suppressed.len() * 16
+        }
+        (Node::Weak(s), Value::Weak(w)) => {
+            w.get_mut(heap).target = get(s);
+            0
+        }
+        (Node::Module { vars, .. }, Value::Module(m)) => {
+            m.get_mut(heap).vars = all(vars);
+            vars.len() * 16
+        }
+        _ => 0,
+    };
+    heap.account(grown as isize);
+}
+
+/// A file module copied into a task becomes that task's instance of the module, so
+/// `import` inside the task finds it (module top levels run once per program).
+fn register_module(vm: &mut Vm, m: Gc<ModuleObj>) {
+    let Some(id) = m.get(&vm.heap).id else {
+        return;
+    };
+    let i = id.0 as usize;
+    if vm.modules.len() <= i {
+        vm.modules.resize(i + 1, None);
+    }
+    if vm.modules[i].is_none() {
+        vm.modules[i] = Some(m);
+    }
+}

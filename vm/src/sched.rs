@@ -1,0 +1,566 @@
+//! The scheduler: runs a program's tasks on a pool of OS worker threads.
+//!
+//! Work stealing with `crossbeam-deque`: a global injector, and per worker a FIFO deque
+//! (stealable) plus a one-task LIFO slot (not stealable) for the task it just woke, so a
+//! ping-pong pair of tasks stays on one worker without a thread switch. A worker looks
+//! for work in its slot, its deque, the injector (first, every [`INJECTOR_EVERY`] ticks,
+//! so injected tasks are never starved), then its peers' deques. A worker with nothing to
+//! do parks on a condition variable (with a timeout to the next timer), never spinning.
+//!
+//! Deadlock: the scheduler counts *active* tasks (runnable or running). Only an active
+//! task or a timer can wake a waiting task, so when no task is active, no timer is
+//! pending and some task still lives, nothing will ever run again: the program stops
+//! with `deadlock: all tasks are blocked` and where each task waits.
+//!
+//! The program ends when its main task ends: the other tasks are cancelled (their
+//! `defer`s run; one that keeps catching `task cancelled` is abandoned after
+//! [`CANCEL_GRACE`]), failures nobody joined are reported, and the workers stop.
+
+use std::cell::RefCell;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::Write;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Diagnostic, ErrorKind, Fault, KilnError};
+use crate::program::{ModuleId, Program};
+use crate::task::{Outcome, Start, Task, Waiter, Wake};
+use crate::vm::{Output, Settings, Vm};
+
+/// A worker takes from the injector before its own queues every this many ticks
+/// (Go's and Tokio's figure), so tasks pushed from outside are never starved.
+const INJECTOR_EVERY: u32 = 61;
+
+/// Consecutive runs from a worker's LIFO slot before it looks at its deque again, so a
+/// ping-pong pair cannot starve the tasks queued behind it.
+const LIFO_RUNS: u32 = 32;
+
+/// How long the end of the program waits for cancelled tasks to finish.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// The main task's id (tasks are numbered from it in spawn order).
+pub const MAIN_TASK: u64 = 1;
+
+/// Reports a failed task nobody joined: its id and the error, written to the program's
+/// error stream.
+pub type TaskErrorReporter = Arc<dyn Fn(u64, &KilnError, &mut dyn Write) + Send + Sync>;
+
+/// How the program ended.
+enum End {
+    Main(Result<(), KilnError>),
+    Exit(i32),
+    Deadlock(KilnError),
+}
+
+/// A wait with a deadline (`sleep`, `select` with a timeout).
+struct Timer {
+    at: Instant,
+    seq: u64,
+    waiter: Arc<Waiter>,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Timer) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Timer) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    /// Reversed: `BinaryHeap` is a max-heap and the earliest deadline must come first.
+    fn cmp(&self, other: &Timer) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// One worker's own queues, reachable from the code it runs (to push woken tasks).
+struct Local {
+    sched: *const Shared,
+    deque: Worker<Arc<Task>>,
+    slot: Option<Arc<Task>>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+/// The state every worker and task of one program shares.
+pub struct Shared {
+    injector: Injector<Arc<Task>>,
+    stealers: OnceLock<Vec<Stealer<Arc<Task>>>>,
+    /// Workers parked or about to park; a push wakes one if any.
+    sleepers: AtomicUsize,
+    idle_lock: Mutex<()>,
+    idle_cond: Condvar,
+    timers: Mutex<BinaryHeap<Timer>>,
+    timer_count: AtomicUsize,
+    timer_seq: AtomicU64,
+    /// Tasks runnable or running.
+    active: AtomicUsize,
+    live: Mutex<HashMap<u64, Arc<Task>>>,
+    next_id: AtomicU64,
+    /// Failed tasks nobody had joined when they ended, reported at the end unless joined.
+    unjoined: Mutex<Vec<Arc<Task>>>,
+    end: Mutex<Option<End>>,
+    end_cond: Condvar,
+    shutdown: AtomicBool,
+    program: Arc<Program>,
+    settings: Settings,
+    out: SharedWriter,
+    err: SharedWriter,
+    reporter: TaskErrorReporter,
+}
+
+impl Shared {
+    /// Queues a runnable task: into the current worker's LIFO slot when a worker of
+    /// this scheduler is pushing, else into the injector.
+    pub(crate) fn push(&self, task: Arc<Task>) {
+        let spilled = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            match l.as_mut() {
+                Some(local) if std::ptr::eq(local.sched, self) => {
+                    if let Some(old) = local.slot.replace(task) {
+                        local.deque.push(old);
+                        return true;
+                    }
+                    false
+                }
+                _ => {
+                    self.injector.push(task);
+                    true
+                }
+            }
+        });
+        if spilled {
+            self.notify_one();
+        }
+    }
+
+    /// Queues a task that gave its worker up (yield, end of slice) behind the others.
+    pub(crate) fn push_back(&self, task: Arc<Task>) {
+        LOCAL.with(|l| match l.borrow().as_ref() {
+            Some(local) if std::ptr::eq(local.sched, self) => local.deque.push(task),
+            _ => self.injector.push(task),
+        });
+        self.notify_one();
+    }
+
+    /// Wakes a parked worker, if any, to look for the work just queued.
+    fn notify_one(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _g = self.idle_lock.lock();
+            self.idle_cond.notify_one();
+        }
+    }
+
+    pub(crate) fn spawn(self: &Arc<Self>, start: Start) -> Arc<Task> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let task = Arc::new(Task::new(id, self.clone(), start));
+        self.live.lock().insert(id, task.clone());
+        self.became_active();
+        self.push(task.clone());
+        task
+    }
+
+    pub(crate) fn became_active(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn became_idle(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether a running task should give its worker up at the end of its slice.
+    pub(crate) fn others_waiting(&self) -> bool {
+        let slot = LOCAL.with(|l| l.borrow().as_ref().is_some_and(|l| l.slot.is_some()));
+        slot || self.queued_work() || self.timer_due()
+    }
+
+    fn queued_work(&self) -> bool {
+        !self.injector.is_empty() || self.stealers().iter().any(|s| !s.is_empty())
+    }
+
+    fn stealers(&self) -> &[Stealer<Arc<Task>>] {
+        self.stealers.get().map_or(&[], |s| s.as_slice())
+    }
+
+    /// Wakes `waiter` with nil after `ms` milliseconds.
+    pub(crate) fn add_timer(&self, after: Duration, waiter: Arc<Waiter>) {
+        let at = Instant::now()
+            .checked_add(after)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 100));
+        let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
+        self.timers.lock().push(Timer { at, seq, waiter });
+        self.timer_count.fetch_add(1, Ordering::SeqCst);
+        // A parked worker may be sleeping until a later deadline.
+        let _g = self.idle_lock.lock();
+        self.idle_cond.notify_one();
+    }
+
+    fn timer_due(&self) -> bool {
+        self.timer_count.load(Ordering::Acquire) > 0
+            && self
+                .timers
+                .lock()
+                .peek()
+                .is_some_and(|t| t.at <= Instant::now())
+    }
+
+    /// Wakes the tasks whose deadlines have passed. The wakes happen under the timer
+    /// lock, so the deadlock check (which reads the timers under it too) never sees a
+    /// timer gone and its task not yet active.
+    fn fire_timers(&self) {
+        if self.timer_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut timers = self.timers.lock();
+        while timers.peek().is_some_and(|t| t.at <= now) {
+            if let Some(t) = timers.pop() {
+                self.timer_count.fetch_sub(1, Ordering::SeqCst);
+                t.waiter.wake(Wake::Value(crate::copy::Portable::NIL));
+            }
+        }
+    }
+
+    fn find_task(&self, tick: u32, lifo_runs: &mut u32) -> Option<Arc<Task>> {
+        LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            let local = l.as_mut()?;
+            if tick.is_multiple_of(INJECTOR_EVERY) {
+                if let Some(t) = steal(|| self.injector.steal_batch_and_pop(&local.deque)) {
+                    return Some(t);
+                }
+            }
+            if *lifo_runs < LIFO_RUNS {
+                if let Some(t) = local.slot.take() {
+                    *lifo_runs += 1;
+                    return Some(t);
+                }
+            }
+            *lifo_runs = 0;
+            if let Some(t) = local.deque.pop().or_else(|| local.slot.take()) {
+                return Some(t);
+            }
+            steal(|| self.injector.steal_batch_and_pop(&local.deque))
+                .or_else(|| self.stealers().iter().find_map(|s| steal(|| s.steal())))
+        })
+    }
+
+    /// Parks the worker until work arrives or the next timer is due; declares a
+    /// deadlock when nothing can ever run again.
+    fn park(&self) {
+        // Read under the timer lock: timers wake their tasks under it, so no task can
+        // be between a fired timer and being active.
+        let next = {
+            let timers = self.timers.lock();
+            let next = timers.peek().map(|t| t.at);
+            if next.is_none() && self.active.load(Ordering::SeqCst) == 0 {
+                self.deadlock();
+            }
+            next
+        };
+        let mut g = self.idle_lock.lock();
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !self.queued_work() && !self.shutdown.load(Ordering::SeqCst) {
+            match next {
+                Some(at) => {
+                    self.idle_cond.wait_until(&mut g, at);
+                }
+                None => {
+                    self.idle_cond.wait(&mut g);
+                }
+            }
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn deadlock(&self) {
+        let mut tasks: Vec<Arc<Task>> = self.live.lock().values().cloned().collect();
+        if tasks.is_empty() {
+            return;
+        }
+        tasks.sort_by_key(|t| t.id);
+        let trace = tasks.iter().filter_map(|t| t.blocked_at()).collect();
+        self.end(End::Deadlock(KilnError {
+            kind: ErrorKind::Runtime,
+            diagnostics: vec![Diagnostic::new("deadlock: all tasks are blocked", None)],
+            trace,
+        }));
+    }
+
+    fn end(&self, end: End) {
+        let mut g = self.end.lock();
+        if g.is_none() {
+            *g = Some(end);
+        }
+        self.end_cond.notify_all();
+    }
+
+    fn new_vm(&self, task: &Arc<Task>) -> Box<Vm> {
+        let output = Output {
+            out: Box::new(self.out.clone()),
+            err: Box::new(self.err.clone()),
+        };
+        let mut vm = Box::new(Vm::new(self.program.clone(), self.settings.clone(), output));
+        vm.task = Some(task.clone());
+        vm.reset_fuel();
+        vm
+    }
+
+    /// Runs `task` until it suspends or ends.
+    fn run(&self, task: Arc<Task>) {
+        let (vm, start, wake) = task.begin_run();
+        let mut vm = vm.unwrap_or_else(|| self.new_vm(&task));
+        let result = match start {
+            Some(start) => vm.start(start),
+            None => vm.resume(wake),
+        };
+        match result {
+            Err(Fault::Suspend) => return task.park(vm),
+            Err(Fault::Exit(code)) => {
+                task.finish(Outcome::Cancelled);
+                self.end(End::Exit(code));
+            }
+            result if task.id == MAIN_TASK => {
+                task.finish(Outcome::Returned(crate::copy::Portable::NIL));
+                let result = result.map(|_| ()).map_err(|f| vm.report(f));
+                self.end(End::Main(result));
+            }
+            result => {
+                let outcome = vm.outcome_of(result);
+                let unobserved = task.finish(outcome);
+                drop(vm);
+                if unobserved {
+                    self.failed_unjoined(&task);
+                }
+            }
+        }
+        self.ended(&task);
+    }
+
+    /// A failed task nobody has joined: reported now if no handle to it is left (only
+    /// the registry's and this worker's), else at the end of the program unless joined.
+    fn failed_unjoined(&self, task: &Arc<Task>) {
+        if Arc::strong_count(task) <= 2 {
+            self.report_failure(task);
+        } else {
+            self.unjoined.lock().push(task.clone());
+        }
+    }
+
+    fn report_failure(&self, task: &Task) {
+        if let Some(o) = task.outcome() {
+            if let Outcome::Failed(_, report) = &*o {
+                let _ = self.out.clone().flush();
+                (self.reporter)(task.id, report, &mut self.err.clone());
+            }
+        }
+    }
+
+    fn ended(&self, task: &Task) {
+        let mut live = self.live.lock();
+        live.remove(&task.id);
+        self.became_idle();
+        if live.is_empty() {
+            drop(live);
+            let _g = self.end.lock();
+            self.end_cond.notify_all();
+        }
+    }
+
+    fn worker(self: Arc<Self>, deque: Worker<Arc<Task>>) {
+        LOCAL.with(|l| {
+            *l.borrow_mut() = Some(Local {
+                sched: Arc::as_ptr(&self),
+                deque,
+                slot: None,
+            })
+        });
+        let (mut tick, mut lifo_runs) = (0u32, 0u32);
+        while !self.shutdown.load(Ordering::Acquire) {
+            self.fire_timers();
+            match self.find_task(tick, &mut lifo_runs) {
+                Some(t) => self.run(t),
+                None => self.park(),
+            }
+            tick = tick.wrapping_add(1);
+        }
+        // Tasks left queued here hold their machines; drop them with the scheduler.
+        LOCAL.with(|l| l.borrow_mut().take());
+    }
+}
+
+fn steal(mut f: impl FnMut() -> Steal<Arc<Task>>) -> Option<Arc<Task>> {
+    loop {
+        match f() {
+            Steal::Success(t) => return Some(t),
+            Steal::Empty => return None,
+            Steal::Retry => {}
+        }
+    }
+}
+
+/// One output stream shared by every task, so their lines interleave whole and in
+/// the order they were written.
+#[derive(Clone)]
+struct SharedWriter(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.lock().write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().flush()
+    }
+}
+
+/// The number of worker threads: `settings.threads`, else the CPU count.
+pub fn worker_count(settings: &Settings) -> usize {
+    match settings.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Runs module `main` of `program` as the main task on a new worker pool, until the
+/// main task ends (see the module docs). Failures of tasks nobody joined go to
+/// `reporter`.
+pub fn run_program(
+    program: Arc<Program>,
+    main: ModuleId,
+    settings: Settings,
+    output: Output,
+    reporter: TaskErrorReporter,
+) -> Result<(), KilnError> {
+    let threads = worker_count(&settings);
+    let shared = Arc::new(Shared {
+        injector: Injector::new(),
+        stealers: OnceLock::new(),
+        sleepers: AtomicUsize::new(0),
+        idle_lock: Mutex::new(()),
+        idle_cond: Condvar::new(),
+        timers: Mutex::new(BinaryHeap::new()),
+        timer_count: AtomicUsize::new(0),
+        timer_seq: AtomicU64::new(0),
+        active: AtomicUsize::new(0),
+        live: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(MAIN_TASK),
+        unjoined: Mutex::new(Vec::new()),
+        end: Mutex::new(None),
+        end_cond: Condvar::new(),
+        shutdown: AtomicBool::new(false),
+        program,
+        settings,
+        out: SharedWriter(Arc::new(Mutex::new(output.out))),
+        err: SharedWriter(Arc::new(Mutex::new(output.err))),
+        reporter,
+    });
+    let deques: Vec<Worker<Arc<Task>>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+    let _ = shared
+        .stealers
+        .set(deques.iter().map(|d| d.stealer()).collect());
+    shared.spawn(Start::Main(main));
+    let workers: Vec<_> = deques
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("kiln-worker-{i}"))
+                .spawn(move || s.worker(d))
+        })
+        .collect();
+    let result = match workers.iter().find_map(|w| w.as_ref().err()) {
+        Some(e) => Err(KilnError {
+            kind: ErrorKind::Runtime,
+            diagnostics: vec![Diagnostic::new(
+                format!("cannot start a worker thread: {e}"),
+                None,
+            )],
+            trace: Vec::new(),
+        }),
+        None => shared.wait_for_end(),
+    };
+    shared.shutdown.store(true, Ordering::SeqCst);
+    {
+        let _g = shared.idle_lock.lock();
+        shared.idle_cond.notify_all();
+    }
+    for w in workers.into_iter().flatten() {
+        let _ = w.join();
+    }
+    shared.finish()?;
+    result
+}
+
+impl Shared {
+    /// Waits for the end of the program; after the main task, cancels the others and
+    /// gives them [`CANCEL_GRACE`] to run their `defer`s.
+    fn wait_for_end(&self) -> Result<(), KilnError> {
+        let mut end = self.end.lock();
+        while end.is_none() {
+            self.end_cond.wait(&mut end);
+        }
+        let result = match end.take() {
+            Some(End::Main(result)) => result,
+            Some(End::Exit(code)) => {
+                return Err(KilnError {
+                    kind: ErrorKind::Exit(code),
+                    diagnostics: Vec::new(),
+                    trace: Vec::new(),
+                })
+            }
+            Some(End::Deadlock(e)) => return Err(e),
+            None => unreachable!("the loop above waits for an end"),
+        };
+        drop(end);
+        let others: Vec<Arc<Task>> = self.live.lock().values().cloned().collect();
+        for t in &others {
+            t.cancel();
+        }
+        let deadline = Instant::now() + CANCEL_GRACE;
+        let mut end = self.end.lock();
+        while !self.live.lock().is_empty() && Instant::now() < deadline {
+            self.end_cond.wait_until(&mut end, deadline);
+        }
+        result
+    }
+
+    /// After the workers stopped: reports failures nobody joined, breaks the reference
+    /// cycles between tasks and the scheduler, and flushes the output.
+    fn finish(&self) -> Result<(), KilnError> {
+        let unjoined = std::mem::take(&mut *self.unjoined.lock());
+        for t in unjoined.iter().filter(|t| !t.was_joined()) {
+            self.report_failure(t);
+        }
+        for t in std::mem::take(&mut *self.live.lock()).values() {
+            t.discard();
+        }
+        self.timers.lock().clear();
+        while let Steal::Success(_) | Steal::Retry = self.injector.steal() {}
+        self.out.clone().flush().map_err(|e| KilnError {
+            kind: ErrorKind::Runtime,
+            diagnostics: vec![Diagnostic::new(
+                format!("cannot write to stdout: {e}"),
+                None,
+            )],
+            trace: Vec::new(),
+        })?;
+        let _ = self.err.clone().flush();
+        Ok(())
+    }
+}

@@ -1,0 +1,479 @@
+//! Tasks: green threads, each a [`Vm`] (heap, register stack, frames) with a shared
+//! [`Task`] record that handles, waiters and the scheduler hold.
+//!
+//! A task that must wait (a channel, a join, a timer) registers a [`Waiter`] and returns
+//! [`Fault::Suspend`] from the native; the interpreter leaves every frame in place and
+//! the worker parks the `Vm` in the task record. Whoever completes the wait claims the
+//! waiter — a claim succeeds once, so a task waiting on several things (select, a
+//! timeout) is woken exactly once — and hands the task a [`Wake`]: the operation's
+//! result, built in the woken task's heap when it resumes. A native's result goes to
+//! register A of the calling instruction (`Call` and `CallMethod` both return there);
+//! `for v in ch` instead runs its instruction again, which picks the value up from
+//! `Vm::pending`.
+//!
+//! State of a task: `Runnable` (in a run queue) → `Running` (on a worker) → `Waiting`
+//! (parked `Vm`) or `Finished`. A wake that arrives while the task is still `Running`
+//! (between registering and returning `Suspend`) is kept, and the worker requeues the
+//! task at once instead of parking it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::bytecode::opc;
+use crate::copy::{export, export_array, import, Portable};
+use crate::error::{Fault, KilnError};
+use crate::fault;
+use crate::program::ModuleId;
+use crate::sched::Shared;
+use crate::value::{TaskRef, Value};
+use crate::vm::Vm;
+
+/// What a task runs when it first gets a worker.
+pub(crate) enum Start {
+    /// The program: the prelude, then this module's top level.
+    Main(ModuleId),
+    /// `spawn`: an array of the callee and its arguments.
+    Call(Portable),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Runnable,
+    Running,
+    Waiting,
+    Finished,
+}
+
+/// How a task ended; kept for `join` (which may run any number of times).
+pub(crate) enum Outcome {
+    Returned(Portable),
+    /// The error value it threw, and the report a host shows if nobody joins.
+    Failed(Portable, KilnError),
+    Cancelled,
+}
+
+/// What a waiting task is given when it is woken.
+pub(crate) enum Wake {
+    /// Go on where it stopped (a time slice ended): nothing to deliver.
+    Continue,
+    /// `yield()` returns nil (queued behind the other runnable tasks, like `Continue`).
+    Yield,
+    /// The result of the operation it waited in.
+    Value(Portable),
+    /// `select`'s result: which channel, and its message (nil when closed).
+    Selected(usize, Portable),
+    /// The operation failed with this error message (a closed channel, cancellation).
+    Fail(String),
+    /// `join` of a task that has ended.
+    Joined(Arc<Outcome>),
+}
+
+/// One wait of one task. Whoever claims it first wakes the task; later claims fail.
+pub(crate) struct Waiter {
+    task: Arc<Task>,
+    claimed: AtomicBool,
+}
+
+impl Waiter {
+    /// Takes the right to wake the task. True only for the first caller.
+    pub(crate) fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
+
+    /// Wakes the task with `wake` if this is the first claim.
+    pub(crate) fn wake(&self, wake: Wake) -> bool {
+        let first = self.claim();
+        if first {
+            self.task.wake(wake);
+        }
+        first
+    }
+
+    /// Wakes the task; the caller has already claimed the waiter.
+    pub(crate) fn wake_claimed(&self, wake: Wake) {
+        self.task.wake(wake);
+    }
+}
+
+/// The shared record of a task.
+pub struct Task {
+    pub id: u64,
+    pub(crate) sched: Arc<Shared>,
+    cancelled: AtomicBool,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    state: State,
+    /// The machine, while the task is not running (created at its first run).
+    vm: Option<Box<Vm>>,
+    start: Option<Start>,
+    wake: Option<Wake>,
+    /// The current wait, for `cancel`.
+    waiting_on: Option<Arc<Waiter>>,
+    joiners: Vec<Arc<Waiter>>,
+    outcome: Option<Arc<Outcome>>,
+    /// Whether anyone joined (or waits to join): failures of joined tasks are the
+    /// joiner's to report.
+    joined: bool,
+}
+
+impl Task {
+    pub(crate) fn new(id: u64, sched: Arc<Shared>, start: Start) -> Task {
+        Task {
+            id,
+            sched,
+            cancelled: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                state: State::Runnable,
+                vm: None,
+                start: Some(start),
+                wake: None,
+                waiting_on: None,
+                joiners: Vec::new(),
+                outcome: None,
+                joined: false,
+            }),
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Makes the task runnable with `wake`, or leaves the wake for its worker if it is
+    /// still running.
+    fn wake(self: &Arc<Task>, wake: Wake) {
+        let mut inner = self.inner.lock();
+        if inner.state == State::Finished {
+            return;
+        }
+        inner.wake = Some(wake);
+        inner.waiting_on = None;
+        if inner.state == State::Waiting {
+            inner.state = State::Runnable;
+            self.sched.became_active();
+            drop(inner);
+            self.sched.push(self.clone());
+        }
+    }
+
+    /// Cancels the task: its current wait fails, and so do its next waits and time
+    /// slices, with `task cancelled` (which runs its `defer`s).
+    pub(crate) fn cancel(self: &Arc<Task>) {
+        self.cancelled.store(true, Ordering::Release);
+        let waiter = self.inner.lock().waiting_on.take();
+        if let Some(w) = waiter {
+            w.wake(Wake::Fail(CANCELLED.into()));
+        }
+    }
+
+    /// Called by a worker: the task is now running. Returns its machine (none at the
+    /// first run) and what to resume it with.
+    pub(crate) fn begin_run(&self) -> (Option<Box<Vm>>, Option<Start>, Wake) {
+        let mut inner = self.inner.lock();
+        inner.state = State::Running;
+        let wake = inner.wake.take().unwrap_or(Wake::Continue);
+        (inner.vm.take(), inner.start.take(), wake)
+    }
+
+    /// Called by a worker when the task returned `Suspend`: park it, or requeue it if
+    /// it was woken meanwhile.
+    pub(crate) fn park(self: &Arc<Task>, vm: Box<Vm>) {
+        let mut inner = self.inner.lock();
+        inner.vm = Some(vm);
+        if let Some(wake) = &inner.wake {
+            let gave_up = matches!(wake, Wake::Continue | Wake::Yield);
+            inner.state = State::Runnable;
+            drop(inner);
+            if gave_up {
+                self.sched.push_back(self.clone());
+            } else {
+                self.sched.push(self.clone());
+            }
+        } else {
+            inner.state = State::Waiting;
+            self.sched.became_idle();
+        }
+    }
+
+    /// Records how the task ended and wakes its joiners. Returns whether a failure is
+    /// still unobserved (nobody joined).
+    pub(crate) fn finish(&self, outcome: Outcome) -> bool {
+        let outcome = Arc::new(outcome);
+        let joiners = {
+            let mut inner = self.inner.lock();
+            inner.state = State::Finished;
+            inner.outcome = Some(outcome.clone());
+            inner.waiting_on = None;
+            inner.wake = None;
+            std::mem::take(&mut inner.joiners)
+        };
+        for j in &joiners {
+            j.wake(Wake::Joined(outcome.clone()));
+        }
+        matches!(*outcome, Outcome::Failed(..)) && joiners.is_empty() && !self.was_joined()
+    }
+
+    /// Drops the machine of a task that will never run again (the program ended),
+    /// which breaks the reference cycles through its heap.
+    pub(crate) fn discard(&self) {
+        let mut inner = self.inner.lock();
+        inner.vm = None;
+        inner.start = None;
+        inner.waiting_on = None;
+        inner.joiners.clear();
+    }
+
+    pub(crate) fn was_joined(&self) -> bool {
+        self.inner.lock().joined
+    }
+
+    /// Where a waiting task stopped (for the deadlock report).
+    pub(crate) fn blocked_at(&self) -> Option<crate::value::TraceEntry> {
+        let inner = self.inner.lock();
+        match inner.state {
+            State::Waiting => inner.vm.as_ref()?.capture_trace().first().cloned(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn outcome(&self) -> Option<Arc<Outcome>> {
+        self.inner.lock().outcome.clone()
+    }
+}
+
+pub(crate) const CANCELLED: &str = "task cancelled";
+
+impl Vm {
+    /// The running task, or the error for a wait outside the scheduler.
+    pub(crate) fn current_task(&self) -> Result<&Arc<Task>, Fault> {
+        match &self.task {
+            Some(me) => Ok(me),
+            None => Err(fault!(
+                "tasks need the scheduler: run the script with `kiln` (not in the REPL)"
+            )),
+        }
+    }
+
+    /// Starts a wait of the running task: fails with `task cancelled` if it was
+    /// cancelled, else returns the waiter to register.
+    pub(crate) fn begin_wait(&self) -> Result<Arc<Waiter>, Fault> {
+        let me = self.current_task()?;
+        if me.is_cancelled() {
+            return Err(Fault::Error(CANCELLED.into()));
+        }
+        let w = Arc::new(Waiter {
+            task: me.clone(),
+            claimed: AtomicBool::new(false),
+        });
+        me.inner.lock().waiting_on = Some(w.clone());
+        Ok(w)
+    }
+
+    /// The end of a time slice (from `refuel`): give the worker to others if any wait.
+    pub(crate) fn preempt(&mut self) -> Result<(), Fault> {
+        let Some(me) = &self.task else {
+            return Ok(());
+        };
+        if me.is_cancelled() {
+            return Err(Fault::Error(CANCELLED.into()));
+        }
+        if !me.sched.others_waiting() {
+            return Ok(());
+        }
+        me.inner.lock().wake = Some(Wake::Continue);
+        Err(Fault::Suspend)
+    }
+
+    /// `yield()`: let other tasks run first.
+    pub(crate) fn yield_now(&mut self) -> Result<Value, Fault> {
+        let w = self.begin_wait()?;
+        w.wake(Wake::Yield);
+        Err(Fault::Suspend)
+    }
+
+    /// `spawn`: the callee at `stack[slot]`, `nargs` arguments after it.
+    pub(crate) fn spawn(&mut self, slot: usize, nargs: usize) -> Result<Value, Fault> {
+        let me = self.current_task()?.clone();
+        if me.is_cancelled() {
+            return Err(Fault::Error(CANCELLED.into()));
+        }
+        let callee = self.stack[slot];
+        match callee {
+            Value::Func(c) => {
+                let p = self.program.proto(c.get(&self.heap).proto);
+                if nargs < p.nrequired as usize || (nargs > p.nparams as usize && !p.has_rest) {
+                    return Err(Fault::Error(crate::interp::arity_message(p, nargs)));
+                }
+            }
+            Value::Native(_) => {}
+            other => {
+                return Err(fault!(
+                    "cannot spawn {}: spawn expects a function call",
+                    other.type_name(&self.heap)
+                ))
+            }
+        }
+        let call = export_array(self, &self.stack[slot..=slot + nargs]);
+        let task = me.sched.spawn(Start::Call(call));
+        Ok(Value::Task(self.alloc(TaskRef { task })))
+    }
+
+    /// The first run of a task.
+    pub(crate) fn start(&mut self, start: Start) -> Result<Value, Fault> {
+        match start {
+            Start::Main(main) => {
+                if let Some(p) = self.program.prelude {
+                    self.run_module(p)?;
+                }
+                self.run_module(main)
+            }
+            Start::Call(call) => {
+                let Value::Array(a) = import(self, &call) else {
+                    return Err(fault!("internal error: a spawned call is not an array"));
+                };
+                let items = a.get(&self.heap).items.clone();
+                self.stack.clear();
+                self.stack.extend_from_slice(&items);
+                let nargs = items.len() - 1;
+                if self.call_value(0, nargs, 0)? {
+                    self.execute(0)
+                } else {
+                    Ok(self.stack[0])
+                }
+            }
+        }
+    }
+
+    /// Resumes a suspended task with what it was woken with.
+    pub(crate) fn resume(&mut self, wake: Wake) -> Result<Value, Fault> {
+        let delivered = match wake {
+            Wake::Continue => None,
+            Wake::Yield => Some(Value::Nil),
+            Wake::Value(p) => Some(import(self, &p)),
+            Wake::Selected(i, p) => {
+                let v = import(self, &p);
+                self.push_root(v);
+                let pair = self.new_array(vec![Value::Int(i as i64), v]);
+                self.pop_roots(self.roots_mark() - 1);
+                Some(pair)
+            }
+            Wake::Fail(msg) => return self.raise(Fault::Error(msg)),
+            Wake::Joined(outcome) => match self.join_result(&outcome) {
+                Ok(v) => Some(v),
+                Err(f) => return self.raise(f),
+            },
+        };
+        if let Some(v) = delivered {
+            let Some(f) = self.frames.last_mut() else {
+                // A spawned native that waited: its result is the task's.
+                return Ok(v);
+            };
+            let ins = self.program.proto(f.proto).code[f.pc - 1];
+            if matches!(ins.op_byte(), opc::IterNext1 | opc::IterNext2) {
+                f.pc -= 1;
+                self.pending = Some(v);
+            } else {
+                let slot = f.base + ins.a();
+                self.stack[slot] = v;
+            }
+        }
+        self.execute(0)
+    }
+
+    /// Raises `fault` at the instruction the task stopped in.
+    fn raise(&mut self, fault: Fault) -> Result<Value, Fault> {
+        if self.frames.is_empty() {
+            return Err(fault);
+        }
+        self.catch(fault, 0)?;
+        self.execute(0)
+    }
+
+    /// `join`'s result for an ended task: its value, or its error thrown again.
+    pub(crate) fn join_result(&mut self, outcome: &Outcome) -> Result<Value, Fault> {
+        match outcome {
+            Outcome::Returned(p) => Ok(import(self, p)),
+            Outcome::Failed(p, _) => Err(Fault::Throw(import(self, p))),
+            Outcome::Cancelled => Err(Fault::Error(CANCELLED.into())),
+        }
+    }
+
+    /// Turns how the task's code ended into its outcome (using this heap while it
+    /// still exists).
+    pub(crate) fn outcome_of(&mut self, result: Result<Value, Fault>) -> Outcome {
+        let cancelled = self.task.as_ref().is_some_and(|t| t.is_cancelled());
+        match result {
+            _ if cancelled => Outcome::Cancelled,
+            Ok(v) => Outcome::Returned(export(self, v)),
+            Err(fault) => {
+                let thrown = match &fault {
+                    Fault::Throw(v) => Some(*v),
+                    _ => None,
+                };
+                let report = self.report(fault);
+                let value = match thrown {
+                    Some(v) => v,
+                    None => self.make_error(report.message()),
+                };
+                Outcome::Failed(export(self, value), report)
+            }
+        }
+    }
+}
+
+// ----- natives: task handle methods -------------------------------------------------
+
+fn task_of(vm: &Vm, v: Value) -> Arc<Task> {
+    match v {
+        Value::Task(t) => t.get(&vm.heap).task.clone(),
+        _ => unreachable!("task methods are looked up on tasks"),
+    }
+}
+
+/// `t.join()`: the task's result, waiting for it to end.
+pub(crate) fn join(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+    crate::builtins::Args::new("join", &args[1..], 0, 0)?;
+    let t = task_of(vm, args[0]);
+    if let Some(o) = t.outcome() {
+        t.inner.lock().joined = true;
+        return vm.join_result(&o);
+    }
+    let w = vm.begin_wait()?;
+    let outcome = {
+        let mut inner = t.inner.lock();
+        inner.joined = true;
+        if inner.outcome.is_none() {
+            inner.joiners.push(w.clone());
+        }
+        inner.outcome.clone()
+    };
+    match outcome {
+        // It ended between the two looks.
+        Some(o) => {
+            w.claim();
+            vm.join_result(&o)
+        }
+        None => Err(Fault::Suspend),
+    }
+}
+
+/// `t.done()`: whether the task has ended.
+pub(crate) fn done(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+    crate::builtins::Args::new("done", &args[1..], 0, 0)?;
+    Ok(Value::Bool(task_of(vm, args[0]).outcome().is_some()))
+}
+
+/// `t.cancel()`: stop the task at its next wait or time slice (its `defer`s run).
+pub(crate) fn cancel(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
+    crate::builtins::Args::new("cancel", &args[1..], 0, 0)?;
+    task_of(vm, args[0]).cancel();
+    Ok(Value::Nil)
+}
