@@ -51,8 +51,16 @@ pub struct JitSettings {
     pub threshold: Option<u32>,
     /// One line per compile, refusal and blacklisting on stderr.
     pub verbose: bool,
-    /// Print the Cranelift IR of compiled functions on stderr.
-    pub dump_clif: bool,
+    /// Print the Cranelift IR (`clif`) or machine code (`asm`) of compiled functions on
+    /// stderr.
+    pub dump: Option<JitDump>,
+}
+
+/// What `--jit-dump` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitDump {
+    Clif,
+    Asm,
 }
 
 /// The tier configuration for `settings`: the Cranelift tier when the build has it and
@@ -70,7 +78,10 @@ pub fn tier_config(settings: &JitSettings) -> TierConfig {
         if settings.mode != JitMode::Off {
             let options = kiln_jit::JitOptions {
                 verbose: settings.verbose,
-                dump_clif: settings.dump_clif,
+                dump: settings.dump.map(|d| match d {
+                    JitDump::Clif => kiln_jit::Dump::Clif,
+                    JitDump::Asm => kiln_jit::Dump::Asm,
+                }),
             };
             config.tier = Some(std::sync::Arc::new(kiln_jit::CraneliftTier::new(options)));
         }

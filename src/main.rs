@@ -65,8 +65,8 @@ struct RunOpts {
     /// Print a line for every function compiled, refused or left to the interpreter.
     #[arg(long, global = true)]
     jit_verbose: bool,
-    /// Print compiled functions' intermediate code (`clif`) on stderr.
-    #[arg(long, global = true, value_name = "WHAT", value_parser = ["clif"])]
+    /// Print compiled functions' Cranelift IR (`clif`) or machine code (`asm`) on stderr.
+    #[arg(long, global = true, value_name = "WHAT", value_parser = ["clif", "asm"])]
     jit_dump: Option<String>,
     /// Print tier and heap statistics on stderr at exit.
     #[arg(long, global = true)]
@@ -104,7 +104,10 @@ impl RunOpts {
             },
             threshold,
             verbose: self.jit_verbose,
-            dump_clif: self.jit_dump.is_some(),
+            dump: self.jit_dump.as_deref().map(|d| match d {
+                "asm" => kiln::JitDump::Asm,
+                _ => kiln::JitDump::Clif,
+            }),
         });
         s
     }

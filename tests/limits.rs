@@ -13,7 +13,7 @@ fn settings(mode: JitMode) -> Settings {
             mode,
             threshold: Some(2),
             verbose: false,
-            dump_clif: false,
+            dump: None,
         }),
         ..Settings::default()
     }

@@ -5,14 +5,21 @@
 //!
 //! ```text
 //! extern "C" fn(ctx: *mut JitCtx, regs: *mut Value, closure: u64, module: u64,
-//!               module_vars: *mut Value, entry_pc: u32) -> u32
+//!               module_vars: *mut Value, entry: u64) -> u32
 //! ```
 //!
 //! `regs` is the frame's register window (`regs[-1]` is the callee slot, which receives
 //! the return value). `closure` and `module` are the payloads of the frame's closure and
-//! module values. It returns [`RETURNED`] or [`EXITED`]; on an exit `ctx.exit_pc` says
-//! where the innermost stopped frame resumes, and `ctx.shadow[..ctx.shadow_len]` lists
-//! the compiled calls that were in progress, outermost first.
+//! module values. `entry` packs the pc to start at (low 32 bits: 0 or a loop header)
+//! and how many more compiled calls may nest (high 32 bits), so every argument travels
+//! in a register. It returns
+//! [`RETURNED`] or [`EXITED`]; on an exit `ctx.exit_pc` says where the innermost stopped
+//! frame resumes, and `ctx.shadow[..ctx.shadow_len]` lists the compiled calls that were
+//! in progress, innermost first.
+//!
+//! Calls record nothing on the way in: a callee that exits returns [`EXITED`], and each
+//! compiled caller on the way out stores its typed registers and appends its call to
+//! the shadow list. The fast path of a call is the call.
 
 use std::mem::offset_of;
 
@@ -37,24 +44,16 @@ pub const EXIT_REG_SHIFT: u32 = 40;
 pub struct JitCtx {
     /// One past the last register slot that compiled calls may use.
     pub stack_end: *mut Value,
-    /// Compiled calls that may still be made before the frame limit.
-    pub depth_left: u64,
     /// Steps left in the VM's fuel grant; copied back when the code returns or exits.
     pub fuel: i64,
     /// The VM's built-in values, in `kiln_vm::builtins::GLOBALS` order.
     pub builtins: *const Value,
     /// Where the innermost stopped frame resumes.
     pub exit_pc: u64,
-    /// Calls in progress, outermost first (capacity: the initial `depth_left`).
+    /// Calls in progress, innermost first, appended as exits unwind (capacity: the
+    /// initial `depth_left` plus one).
     pub shadow: *mut Shadow,
     pub shadow_len: u64,
-    /// Per proto: the compiled entry point, or 0.
-    pub code: *const u64,
-    /// Per proto: the parameter count if a call with exactly that many arguments needs
-    /// no interpreter help (no defaults, no rest parameter); 255 otherwise.
-    pub arity: *const u8,
-    /// Per proto: registers its frame uses.
-    pub max_regs: *const u16,
 }
 
 /// One compiled call in progress.
@@ -115,15 +114,13 @@ pub const CLOSURE_PROTO: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Closure, pr
 pub const CLOSURE_MODULE: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Closure, module)) as i32;
 
 pub const CTX_STACK_END: i32 = offset_of!(JitCtx, stack_end) as i32;
-pub const CTX_DEPTH_LEFT: i32 = offset_of!(JitCtx, depth_left) as i32;
 pub const CTX_FUEL: i32 = offset_of!(JitCtx, fuel) as i32;
 pub const CTX_BUILTINS: i32 = offset_of!(JitCtx, builtins) as i32;
 pub const CTX_EXIT_PC: i32 = offset_of!(JitCtx, exit_pc) as i32;
 pub const CTX_SHADOW: i32 = offset_of!(JitCtx, shadow) as i32;
 pub const CTX_SHADOW_LEN: i32 = offset_of!(JitCtx, shadow_len) as i32;
-pub const CTX_CODE: i32 = offset_of!(JitCtx, code) as i32;
-pub const CTX_ARITY: i32 = offset_of!(JitCtx, arity) as i32;
-pub const CTX_MAX_REGS: i32 = offset_of!(JitCtx, max_regs) as i32;
+/// The depth field of the `entry` argument (see the module docs).
+pub const DEPTH_ONE: i64 = 1 << 32;
 
 pub const SHADOW_SIZE: i64 = std::mem::size_of::<Shadow>() as i64;
 pub const SHADOW_RESUME: i32 = offset_of!(Shadow, resume_pc) as i32;

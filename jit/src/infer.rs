@@ -445,6 +445,73 @@ pub fn is_len_call(ins: Instr, st: &[Ty], facts: &Facts, pc: usize) -> bool {
     st[a] == Ty::Len && ins.b() == 1 && st[a + 1].unknown() && facts.site(pc, a + 1).is_none()
 }
 
+/// Module variables bound by a top-level `fn` declaration (a constant, so the binding
+/// never changes), with the proto each holds: `(slot, proto)`.
+pub fn module_functions(main: &Proto, consts: &[bool]) -> Vec<(u16, u32)> {
+    main.code
+        .windows(2)
+        .filter_map(|w| {
+            let (def, set) = (w[0], w[1]);
+            let bound = def.op_byte() == opc::Closure
+                && set.op_byte() == opc::SetModule
+                && set.a() == def.a()
+                && consts.get(set.bx()) == Some(&true);
+            bound.then(|| (set.bx() as u16, main.protos[def.bx()].0))
+        })
+        .collect()
+}
+
+/// Per pc: for a `Call` whose callee register was loaded, in the same block, from a
+/// module function slot (see [`module_functions`]), the proto it calls. Compiled code
+/// still checks the callee's proto before relying on it.
+pub fn known_callees(proto: &Proto, leaders: &[bool], fns: &[(u16, u32)]) -> Vec<Option<u32>> {
+    let writes = |ins: Instr, r: usize| match ins.op_byte() {
+        opc::Call | opc::CallMethod => ins.a() <= r,
+        opc::LoadNil => (ins.a()..=ins.a() + ins.b()).contains(&r),
+        opc::SetModule
+        | opc::SetIndex
+        | opc::SetField
+        | opc::SetUpval
+        | opc::SetCell
+        | opc::Test
+        | opc::TestEq
+        | opc::TestLt
+        | opc::TestLe
+        | opc::TestGt
+        | opc::TestGe
+        | opc::Jmp
+        | opc::Return => false,
+        _ => ins.a() == r,
+    };
+    let mut known = vec![None; proto.code.len()];
+    for (pc, ins) in proto.code.iter().enumerate() {
+        if ins.op_byte() != opc::Call {
+            continue;
+        }
+        let a = ins.a();
+        // The last write of the callee register, if it is in this block.
+        let mut p = pc;
+        let def = loop {
+            if leaders[p] || p == 0 {
+                break None;
+            }
+            p -= 1;
+            if writes(proto.code[p], a) {
+                break Some(p);
+            }
+        };
+        let Some(d) = def else { continue };
+        let load = proto.code[d];
+        if load.op_byte() == opc::GetModule && load.a() == a {
+            known[pc] = fns
+                .iter()
+                .find(|(slot, _)| *slot as usize == load.bx())
+                .map(|(_, p)| *p);
+        }
+    }
+    known
+}
+
 /// A test and its paired jump.
 fn branch(proto: &Proto, pc: usize) -> Flow {
     match proto.code.get(pc + 1) {

@@ -44,8 +44,17 @@ use crate::abi::{JitCtx, Shadow, EXITED, RETURNED};
 pub struct JitOptions {
     /// One line per compile, refusal and blacklisting on stderr.
     pub verbose: bool,
-    /// Print the Cranelift IR of every compiled proto on stderr.
-    pub dump_clif: bool,
+    /// Print the Cranelift IR or the machine code of every compiled proto on stderr.
+    pub dump: Option<Dump>,
+}
+
+/// What `--jit-dump` prints for every compiled proto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dump {
+    /// The Cranelift IR, before optimisation.
+    Clif,
+    /// The machine code, as Cranelift's final instruction listing.
+    Asm,
 }
 
 /// Per-program tables compiled calls read (entry point, simple arity, register
@@ -433,14 +442,25 @@ impl Jit {
                 math: [sin, cos, exp, log],
                 proto_sig,
             };
+            let callees = known_callees(program, proto, &an);
+            let tables = translate::TableAddrs {
+                code: self.tables.code.as_ptr() as i64,
+                arity: self.tables.arity.as_ptr() as i64,
+                max_regs: self.tables.max_regs.as_ptr() as i64,
+            };
+            let layout = translate::Layout {
+                fields_at: self.fields_at,
+                tables,
+            };
             let (b, c) =
-                translate::Translator::new(b, proto, &an, helpers, self.fields_at).translate();
+                translate::Translator::new(b, proto, &an, helpers, layout, callees).translate();
             b.finalize(self.module.target_config());
             c
         };
-        if self.options.dump_clif {
+        if self.options.dump == Some(Dump::Clif) {
             eprintln!("jit: IR of {}:\n{}", proto.name, ctx.func.display());
         }
+        ctx.set_disasm(self.options.dump == Some(Dump::Asm));
         // Recompiles define a new function: names are unique per compile.
         let name = format!("kiln_proto_{}_{recompiles}", id.0);
         let fid = match self
@@ -452,6 +472,9 @@ impl Jit {
         };
         if let Err(e) = self.module.define_function(fid, &mut ctx) {
             return self.refuse(program, id, &format!("cranelift: {e:?}"));
+        }
+        if let Some(asm) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            eprintln!("jit: machine code of {}:\n{asm}", proto.name);
         }
         self.module.clear_context(&mut ctx);
         if let Err(e) = self.module.finalize_definitions() {
@@ -519,13 +542,37 @@ impl Jit {
     }
 }
 
+/// What each call site of `proto` can know about its callee before running.
+fn known_callees(
+    program: &Program,
+    proto: &kiln_vm::program::Proto,
+    an: &infer::Analysis,
+) -> Vec<Option<translate::Callee>> {
+    let module = program.module(proto.module);
+    let fns = infer::module_functions(program.proto(module.main), &module.consts);
+    infer::known_callees(proto, &an.leaders, &fns)
+        .into_iter()
+        .map(|id| {
+            let p = program.proto(ProtoId(id?));
+            // Only protos the tables cover can be compiled (and looked up by offset).
+            let simple =
+                p.nrequired == p.nparams && !p.has_rest && (id? as usize) < params::MAX_PROTOS;
+            simple.then_some(translate::Callee {
+                proto: id?,
+                nparams: p.nparams,
+                max_regs: p.max_regs,
+            })
+        })
+        .collect()
+}
+
 /// The signature every compiled proto has (see [`abi`]).
 fn proto_signature(cc: CallConv) -> Signature {
     let mut sig = Signature::new(cc);
     for _ in 0..5 {
         sig.params.push(AbiParam::new(I64));
     }
-    sig.params.push(AbiParam::new(I32));
+    sig.params.push(AbiParam::new(I64));
     sig.returns.push(AbiParam::new(I32));
     sig
 }
@@ -547,7 +594,7 @@ struct JitCode {
     name: String,
 }
 
-type Entry = unsafe extern "C" fn(*mut JitCtx, *mut Value, u64, u64, *mut Value, u32) -> u32;
+type Entry = unsafe extern "C" fn(*mut JitCtx, *mut Value, u64, u64, *mut Value, u64) -> u32;
 
 thread_local! {
     /// The shadow stack of compiled calls, reused across entries on this thread.
@@ -581,15 +628,11 @@ impl CompiledCode for JitCode {
             let mut ctx = JitCtx {
                 // SAFETY: `len` is the stack's length, so this is one past its end.
                 stack_end: unsafe { stack.add(len) },
-                depth_left: depth_left as u64,
                 fuel: *st.fuel,
                 builtins: st.builtins,
                 exit_pc: 0,
                 shadow: shadow.as_mut_ptr(),
                 shadow_len: 0,
-                code: self.tables.code.as_ptr() as *const u64,
-                arity: self.tables.arity.as_ptr() as *const u8,
-                max_regs: self.tables.max_regs.as_ptr() as *const u16,
             };
             let entry = self.entry.load(Ordering::Acquire);
             // SAFETY: `entry` was produced by Cranelift for a function of type `Entry`
@@ -608,7 +651,7 @@ impl CompiledCode for JitCode {
                     closure,
                     module,
                     st.module_vars,
-                    pc,
+                    (depth_left as u64) << 32 | pc as u64,
                 )
             };
             let steps = (*st.fuel - ctx.fuel).max(0) as u64;
@@ -621,6 +664,7 @@ impl CompiledCode for JitCode {
             // resume pc, a window pointer into the stack and a copy of a live closure
             // value), within the reserved capacity.
             unsafe { shadow.set_len(ctx.shadow_len as usize) };
+            shadow.reverse();
             let exit_pc = ctx.exit_pc as u32;
             let base_of =
                 |s: &Shadow| (s.regs as usize - stack as usize) / std::mem::size_of::<Value>();

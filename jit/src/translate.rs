@@ -70,8 +70,41 @@ pub struct Translator<'a, 'f> {
     /// The current block has been terminated.
     done: bool,
     caches: Caches,
+    layout: Layout,
+    /// Compiled calls that may still nest, in units of `DEPTH_ONE` (the high half of
+    /// the `entry` argument; the low half is masked off).
+    depth: ir::Value,
+    /// Per pc: the callee a `Call` was compiled for, if known.
+    callees: Vec<Option<Callee>>,
+}
+
+/// Addresses and offsets baked into the code as constants.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
     /// Where an instance's field array pointer is (see `abi::instance_fields`).
-    fields_at: i32,
+    pub fields_at: i32,
+    pub tables: TableAddrs,
+}
+
+/// The per-proto tables compiled calls read (they live as long as the tier).
+#[derive(Clone, Copy, Debug)]
+pub struct TableAddrs {
+    /// Entry points (`u64`, 0 when not compiled).
+    pub code: i64,
+    /// Parameter counts of protos simple to call (`u8`, 255 otherwise).
+    pub arity: i64,
+    /// Register counts (`u16`).
+    pub max_regs: i64,
+}
+
+/// What a call site knows about its callee ahead of time (see `infer::known_callees`).
+#[derive(Clone, Copy, Debug)]
+pub struct Callee {
+    pub proto: u32,
+    /// Its parameter count, when calls with that many arguments need no interpreter
+    /// help (no defaults or rest parameter).
+    pub nparams: u8,
+    pub max_regs: u16,
 }
 
 /// The inline-cache words of one compiled version: one per field access, initially
@@ -128,7 +161,8 @@ impl<'a, 'f> Translator<'a, 'f> {
         proto: &'a Proto,
         an: &'a Analysis,
         h: Helpers,
-        fields_at: i32,
+        layout: Layout,
+        callees: Vec<Option<Callee>>,
     ) -> Self {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -137,6 +171,8 @@ impl<'a, 'f> Translator<'a, 'f> {
         let n = proto.max_regs as usize;
         let vi = (0..n).map(|_| b.declare_var(I64)).collect();
         let vf = (0..n).map(|_| b.declare_var(F64)).collect();
+        let depth = b.ins().band_imm_s(p[5], !0xFFFF_FFFF);
+        let entry_pc = b.ins().ireduce(I32, p[5]);
         let blocks = (0..proto.code.len())
             .map(|pc| (an.leaders[pc] && an.types[pc].is_some()).then(|| b.create_block()))
             .collect();
@@ -157,9 +193,11 @@ impl<'a, 'f> Translator<'a, 'f> {
             pending: Vec::new(),
             done: false,
             caches: Caches::for_proto(proto),
-            fields_at,
+            layout,
+            depth,
+            callees,
         }
-        .with_entry_switch(p[5])
+        .with_entry_switch(entry_pc)
     }
 
     /// The entry: pc 0, or one of the loop headers (on-stack replacement).
@@ -857,7 +895,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.guard(known, pc);
         self.b.ins().jump(join, &[found.into()]);
         self.b.switch_to_block(join);
-        let fields = self.b.ins().load(I64, mem(), obj, self.fields_at);
+        let fields = self.b.ins().load(I64, mem(), obj, self.layout.fields_at);
         let bytes = self.b.ins().imul_imm_s(index, VALUE_SIZE as i64);
         self.b.ins().iadd(fields, bytes)
     }
@@ -1054,51 +1092,52 @@ impl<'a, 'f> Translator<'a, 'f> {
     }
 
     /// `R[a] := R[a](R[a+1] .. R[a+b])` for a compiled callee: a direct native call on
-    /// the callee's window, recorded in the shadow stack. Anything else exits before
-    /// the call and the interpreter makes it.
+    /// the callee's window. Only the arguments are stored first; if the callee stops,
+    /// this frame stores its typed registers and records the call in the shadow list on
+    /// the way out (see `abi`). Anything else exits before the call and the interpreter
+    /// makes it.
     fn call(&mut self, a: usize, nargs: usize, pc: usize) {
-        // The callee reads its arguments from the window, and a stop anywhere below
-        // needs this frame's registers there too.
-        for r in 0..self.st.len() {
+        for r in a + 1..=a + nargs {
             let t = self.st[r];
             if t.is_typed() {
                 self.spill(r, t);
                 self.st[r] = Ty::Mem;
             }
         }
+        let before = self.st.clone();
         let tag = self.load_tag(a);
         let is_fn = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_FUNC);
         self.guard_expected(is_fn, pc);
         let callee = self.b.ins().load(I64, mem(), self.regs, off(a) + PAYLOAD);
         let proto = self.b.ins().load(I32, mem(), callee, CLOSURE_PROTO);
         let proto = self.b.ins().uextend(I64, proto);
-        // Compiled?
-        let table = self.b.ins().load(I64, mem(), self.ctx, CTX_CODE);
-        let slot = self.b.ins().ishl_imm_s(proto, 3);
-        let addr = self.b.ins().iadd(table, slot);
-        let code = self.b.ins().load(I64, mem(), addr, 0);
+        let known = self.callees[pc].filter(|k| k.nparams as usize == nargs);
+        let (code, frame_bytes) = match known {
+            Some(k) => {
+                // The callee this call site was compiled for: arity and frame size are
+                // known, the code pointer is one load.
+                let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, k.proto as i64);
+                self.guard_expected(right, pc);
+                let at = self.layout.tables.code + k.proto as i64 * 8;
+                let addr = self.b.ins().iconst(I64, at);
+                let code = self.b.ins().load(I64, mem(), addr, 0);
+                let bytes = self
+                    .b
+                    .ins()
+                    .iconst(I64, k.max_regs as i64 * VALUE_SIZE as i64);
+                (code, bytes)
+            }
+            None => self.callee_from_tables(proto, nargs, pc),
+        };
         let compiled = self.b.ins().icmp_imm_s(IntCC::NotEqual, code, 0);
         self.guard_expected(compiled, pc);
-        // Simple arity?
-        let arity_table = self.b.ins().load(I64, mem(), self.ctx, CTX_ARITY);
-        let addr = self.b.ins().iadd(arity_table, proto);
-        let arity = self.b.ins().load(I8, mem(), addr, 0);
-        let fits = self.b.ins().icmp_imm_s(IntCC::Equal, arity, nargs as i64);
-        self.guard_expected(fits, pc);
-        self.charge(1, pc);
-        // Frame limit?
-        let depth = self.b.ins().load(I64, mem(), self.ctx, CTX_DEPTH_LEFT);
-        let room = self.b.ins().icmp_imm_s(IntCC::NotEqual, depth, 0);
+        let room = self.b.ins().icmp_imm_s(IntCC::NotEqual, self.depth, 0);
+        let depth_less = self.b.ins().iadd_imm_s(self.depth, -DEPTH_ONE);
         self.guard_expected(room, pc);
+        self.charge(1, pc);
         // Register stack room for the callee's window?
         let callee_regs = self.b.ins().iadd_imm_s(self.regs, off(a + 1) as i64);
-        let regs_table = self.b.ins().load(I64, mem(), self.ctx, CTX_MAX_REGS);
-        let slot = self.b.ins().ishl_imm_s(proto, 1);
-        let addr = self.b.ins().iadd(regs_table, slot);
-        let max_regs = self.b.ins().load(I16, mem(), addr, 0);
-        let max_regs = self.b.ins().uextend(I64, max_regs);
-        let bytes = self.b.ins().imul_imm_s(max_regs, VALUE_SIZE as i64);
-        let end = self.b.ins().iadd(callee_regs, bytes);
+        let end = self.b.ins().iadd(callee_regs, frame_bytes);
         let stack_end = self.b.ins().load(I64, mem(), self.ctx, CTX_STACK_END);
         let fits = self
             .b
@@ -1119,11 +1158,72 @@ impl<'a, 'f> Translator<'a, 'f> {
         let looked_up = self.b.inst_results(call)[0];
         self.b.ins().jump(join, &[looked_up.into()]);
         self.b.switch_to_block(join);
-        // Record the call, make it, and forget it again.
-        let depth_less = self.b.ins().iadd_imm_s(depth, -1);
-        self.b
+        let status = self.b.ins().call_indirect(
+            self.h.proto_sig,
+            code,
+            &[
+                self.ctx,
+                callee_regs,
+                callee,
+                callee_module,
+                mvars_param,
+                depth_less,
+            ],
+        );
+        let status = self.b.inst_results(status)[0];
+        let returned = self
+            .b
             .ins()
-            .store(mem(), depth_less, self.ctx, CTX_DEPTH_LEFT);
+            .icmp_imm_s(IntCC::Equal, status, RETURNED as i64);
+        let cont = self.b.create_block();
+        let stop = self.b.create_block();
+        self.b.set_cold_block(stop);
+        self.b.ins().brif(returned, cont, &[], stop, &[]);
+        self.b.switch_to_block(stop);
+        self.unwind_call(&before, a, pc, callee_regs, proto);
+        self.b.ins().return_(&[status]);
+        self.b.switch_to_block(cont);
+    }
+
+    /// The code pointer and frame size of a callee known only at run time, checking
+    /// that a call with `nargs` arguments needs no interpreter help.
+    fn callee_from_tables(
+        &mut self,
+        proto: ir::Value,
+        nargs: usize,
+        pc: usize,
+    ) -> (ir::Value, ir::Value) {
+        let t = self.layout.tables;
+        let slot = self.b.ins().ishl_imm_s(proto, 3);
+        let addr = self.b.ins().iadd_imm_s(slot, t.code);
+        let code = self.b.ins().load(I64, mem(), addr, 0);
+        let addr = self.b.ins().iadd_imm_s(proto, t.arity);
+        let arity = self.b.ins().load(I8, mem(), addr, 0);
+        let fits = self.b.ins().icmp_imm_s(IntCC::Equal, arity, nargs as i64);
+        self.guard_expected(fits, pc);
+        let slot = self.b.ins().ishl_imm_s(proto, 1);
+        let addr = self.b.ins().iadd_imm_s(slot, t.max_regs);
+        let max_regs = self.b.ins().load(I16, mem(), addr, 0);
+        let max_regs = self.b.ins().uextend(I64, max_regs);
+        let bytes = self.b.ins().imul_imm_s(max_regs, VALUE_SIZE as i64);
+        (code, bytes)
+    }
+
+    /// The callee at `R[a]` stopped: store this frame's typed registers (those below
+    /// the call, as they were before it) and append the call to the shadow list.
+    fn unwind_call(
+        &mut self,
+        before: &[Ty],
+        a: usize,
+        pc: usize,
+        callee_regs: ir::Value,
+        proto: ir::Value,
+    ) {
+        for (r, t) in before.iter().enumerate().take(a) {
+            if t.is_typed() {
+                self.spill(r, *t);
+            }
+        }
         let len = self.b.ins().load(I64, mem(), self.ctx, CTX_SHADOW_LEN);
         let shadow = self.b.ins().load(I64, mem(), self.ctx, CTX_SHADOW);
         let at = self.b.ins().imul_imm_s(len, SHADOW_SIZE);
@@ -1138,33 +1238,5 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.b
             .ins()
             .store(mem(), len_more, self.ctx, CTX_SHADOW_LEN);
-        let zero = self.b.ins().iconst(I32, 0);
-        let status = self.b.ins().call_indirect(
-            self.h.proto_sig,
-            code,
-            &[
-                self.ctx,
-                callee_regs,
-                callee,
-                callee_module,
-                mvars_param,
-                zero,
-            ],
-        );
-        let status = self.b.inst_results(status)[0];
-        let returned = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::Equal, status, RETURNED as i64);
-        let cont = self.b.create_block();
-        let stop = self.b.create_block();
-        self.b.set_cold_block(stop);
-        self.b.ins().brif(returned, cont, &[], stop, &[]);
-        // The callee stopped: leave the shadow stack as it is and stop too.
-        self.b.switch_to_block(stop);
-        self.b.ins().return_(&[status]);
-        self.b.switch_to_block(cont);
-        self.b.ins().store(mem(), len, self.ctx, CTX_SHADOW_LEN);
-        self.b.ins().store(mem(), depth, self.ctx, CTX_DEPTH_LEFT);
     }
 }
