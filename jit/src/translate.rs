@@ -139,6 +139,10 @@ fn mem() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
+fn jump_target(pc: usize, offset: isize) -> usize {
+    (pc as isize + 1 + offset) as usize
+}
+
 fn off(r: usize) -> i32 {
     r as i32 * VALUE_SIZE
 }
@@ -644,7 +648,14 @@ impl<'a, 'f> Translator<'a, 'f> {
                 };
                 let x = self.num(b, want, pc);
                 let y = self.konst(c, want);
-                self.arith(op, a, want, x, y, pc);
+                if let (opc::ModK | opc::IDivK, Ty::Int, Constant::Int(k @ 1..)) =
+                    (op, want, &self.proto.consts[c])
+                {
+                    let v = Self::div_mod_by_positive(&mut self.b, op == opc::IDivK, x, *k);
+                    self.def(a, Ty::Int, v);
+                } else {
+                    self.arith(op, a, want, x, y, pc);
+                }
             }
             opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
                 let x = self.num(b, Ty::Int, pc);
@@ -986,6 +997,28 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.def(a, ty, v);
     }
 
+    /// Floor division or floored modulo of an int by a positive constant: no zero or
+    /// `-1` cases, and flooring is a correction by the remainder's sign bit. Cranelift
+    /// turns the division by a constant into a multiplication.
+    fn div_mod_by_positive(
+        b: &mut FunctionBuilder<'_>,
+        div: bool,
+        x: ir::Value,
+        k: i64,
+    ) -> ir::Value {
+        let kv = b.ins().iconst(I64, k);
+        let r = b.ins().srem(x, kv);
+        // All ones when the truncated remainder is negative, else zero.
+        let neg = b.ins().sshr_imm_s(r, 63);
+        if div {
+            let q = b.ins().sdiv(x, kv);
+            b.ins().iadd(q, neg)
+        } else {
+            let fix = b.ins().band_imm_s(neg, k);
+            b.ins().iadd(r, fix)
+        }
+    }
+
     /// Floor division or floored modulo of ints. Division by zero exits (the
     /// interpreter raises the error); `MIN ~/ -1` wraps and `MIN % -1` is 0, as there.
     fn int_div_mod(&mut self, div: bool, x: ir::Value, y: ir::Value, pc: usize) -> ir::Value {
@@ -1054,18 +1087,37 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
     }
 
+    /// The step of the counted loop prepared at `prep`, when it is a literal: the
+    /// compiler loads it just before `ForPrep`, into a register no script code can
+    /// assign, so it holds for the whole loop.
+    fn known_step(&self, a: usize, prep: usize) -> Option<i64> {
+        let p = *self.proto.code.get(prep)?;
+        let load = *self.proto.code.get(prep.checked_sub(1)?)?;
+        let prepares = matches!(p.op_byte(), opc::ForPrep | opc::ForPrepIncl) && p.a() == a;
+        let literal = load.op_byte() == opc::LoadI && load.a() == a + 2 && load.sbx() != 0;
+        (prepares && literal).then(|| load.sbx() as i64)
+    }
+
     fn for_prep(&mut self, a: usize, pc: usize, flow: Flow, inclusive: bool) {
         let start = self.num(a, Ty::Int, pc);
         let end = self.num(a + 1, Ty::Int, pc);
         let step = self.num(a + 2, Ty::Int, pc);
-        // A zero step is the interpreter's error to raise.
-        let nonzero = self.b.ins().icmp_imm_s(IntCC::NotEqual, step, 0);
-        self.guard(nonzero, pc);
-        let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
         let (in_up, in_down) = Self::range_ccs(inclusive);
-        let inside_up = self.b.ins().icmp(in_up, start, end);
-        let inside_down = self.b.ins().icmp(in_down, start, end);
-        let inside = self.b.ins().select(up, inside_up, inside_down);
+        let inside = match self.known_step(a, pc) {
+            Some(k) => self
+                .b
+                .ins()
+                .icmp(if k > 0 { in_up } else { in_down }, start, end),
+            None => {
+                // A zero step is the interpreter's error to raise.
+                let nonzero = self.b.ins().icmp_imm_s(IntCC::NotEqual, step, 0);
+                self.guard(nonzero, pc);
+                let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
+                let inside_up = self.b.ins().icmp(in_up, start, end);
+                let inside_down = self.b.ins().icmp(in_down, start, end);
+                self.b.ins().select(up, inside_up, inside_down)
+            }
+        };
         let empty = self.b.ins().bxor_imm_s(inside, 1);
         self.def(a, Ty::Int, start);
         self.def(a + 1, Ty::Int, end);
@@ -1078,14 +1130,38 @@ impl<'a, 'f> Translator<'a, 'f> {
         let i = self.num(a, Ty::Int, pc);
         let end = self.num(a + 1, Ty::Int, pc);
         let step = self.num(a + 2, Ty::Int, pc);
-        let (next, overflow) = self.b.ins().sadd_overflow(i, step);
-        let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
         let (in_up, in_down) = Self::range_ccs(inclusive);
-        let below = self.b.ins().icmp(in_up, next, end);
-        let above = self.b.ins().icmp(in_down, next, end);
-        let inside = self.b.ins().select(up, below, above);
-        let no_overflow = self.b.ins().bxor_imm_s(overflow, 1);
-        let go_on = self.b.ins().band(inside, no_overflow);
+        let body = jump_target(pc, self.proto.code[pc].sbx());
+        let (next, go_on) = match self.known_step(a, body - 1) {
+            // Counting up by one cannot overflow while inside the range: `i < end`
+            // (inclusive: tested before the step) bounds `i + 1` by `end`.
+            Some(1) => {
+                let next = self.b.ins().iadd_imm_s(i, 1);
+                let go_on = if inclusive {
+                    self.b.ins().icmp(IntCC::SignedLessThan, i, end)
+                } else {
+                    self.b.ins().icmp(IntCC::SignedLessThan, next, end)
+                };
+                (next, go_on)
+            }
+            known => {
+                let (next, overflow) = self.b.ins().sadd_overflow(i, step);
+                let inside = match known {
+                    Some(k) => self
+                        .b
+                        .ins()
+                        .icmp(if k > 0 { in_up } else { in_down }, next, end),
+                    None => {
+                        let up = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, step, 0);
+                        let below = self.b.ins().icmp(in_up, next, end);
+                        let above = self.b.ins().icmp(in_down, next, end);
+                        self.b.ins().select(up, below, above)
+                    }
+                };
+                let no_overflow = self.b.ins().bxor_imm_s(overflow, 1);
+                (next, self.b.ins().band(inside, no_overflow))
+            }
+        };
         self.def(a, Ty::Int, next);
         self.def(a + 3, Ty::Int, next);
         self.branch_flow(go_on, flow);
