@@ -224,8 +224,44 @@ fn compile_loop(
     }
 }
 
+/// The machine code of a tier: one Cranelift module, freed when the compile thread
+/// has ended and the last compiled function referring to it is dropped (Cranelift frees
+/// code only a whole module at a time). A program holds its compiled functions, so
+/// code lives as long as the program that can run it.
+struct CodeMemory {
+    module: Mutex<Option<JITModule>>,
+}
+
+// SAFETY: the module is used by the compile thread alone (under the mutex) while that
+// thread lives; afterwards the only operation left is freeing it, from whichever thread
+// drops the last reference. Nothing in it is tied to the thread that made it.
+unsafe impl Send for CodeMemory {}
+// SAFETY: every access goes through the mutex.
+unsafe impl Sync for CodeMemory {}
+
+/// Code modules freed so far in this process (for tests and `--stats`).
+static MODULES_FREED: AtomicU64 = AtomicU64::new(0);
+
+/// How many tiers' machine code has been freed in this process.
+pub fn code_modules_freed() -> u64 {
+    MODULES_FREED.load(Ordering::Relaxed)
+}
+
+impl Drop for CodeMemory {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.get_mut().take() {
+            MODULES_FREED.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: no code of this module can run any more: code is entered only
+            // through a `JitCode`, which holds a reference to this memory for as long as
+            // it exists (and `run` borrows it while the code runs); compiled calls only
+            // reach code listed in the tables of such `JitCode`s.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
 struct Jit {
-    module: JITModule,
+    memory: Arc<CodeMemory>,
     fctx: FunctionBuilderContext,
     options: JitOptions,
     counters: Arc<Counters>,
@@ -339,7 +375,9 @@ impl Jit {
         // A Rust whose boxed slices the probe does not understand gets no JIT.
         let fields_at = abi::instance_fields()?;
         Some(Jit {
-            module,
+            memory: Arc::new(CodeMemory {
+                module: Mutex::new(Some(module)),
+            }),
             fctx: FunctionBuilderContext::new(),
             options,
             counters,
@@ -424,13 +462,18 @@ impl Jit {
         if an.types[0].is_none() {
             return self.refuse(program, id, "no code");
         }
-        let mut ctx = self.module.make_context();
+        let memory = self.memory.clone();
+        let mut guard = memory.module.lock();
+        let Some(module) = guard.as_mut() else {
+            return;
+        };
+        let mut ctx = module.make_context();
         ctx.func.signature = self.proto_sig.clone();
         ctx.func.name = UserFuncName::user(0, id.0);
         let caches = {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
             let [module_vars, float_mod, array_get, array_set, array_len, field_cache_fill, sin, cos, exp, log] =
-                self.imports.refs(&mut self.module, b.func);
+                self.imports.refs(module, b.func);
             let proto_sig = b.import_signature(self.proto_sig.clone());
             let helpers = translate::Helpers {
                 module_vars,
@@ -454,7 +497,7 @@ impl Jit {
             };
             let (b, c) =
                 translate::Translator::new(b, proto, &an, helpers, layout, callees).translate();
-            b.finalize(self.module.target_config());
+            b.finalize(module.target_config());
             c
         };
         if self.options.dump == Some(Dump::Clif) {
@@ -463,24 +506,21 @@ impl Jit {
         ctx.set_disasm(self.options.dump == Some(Dump::Asm));
         // Recompiles define a new function: names are unique per compile.
         let name = format!("kiln_proto_{}_{recompiles}", id.0);
-        let fid = match self
-            .module
-            .declare_function(&name, Linkage::Local, &self.proto_sig)
-        {
+        let fid = match module.declare_function(&name, Linkage::Local, &self.proto_sig) {
             Ok(f) => f,
             Err(e) => return self.refuse(program, id, &format!("declare: {e}")),
         };
-        if let Err(e) = self.module.define_function(fid, &mut ctx) {
+        if let Err(e) = module.define_function(fid, &mut ctx) {
             return self.refuse(program, id, &format!("cranelift: {e:?}"));
         }
         if let Some(asm) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
             eprintln!("jit: machine code of {}:\n{asm}", proto.name);
         }
-        self.module.clear_context(&mut ctx);
-        if let Err(e) = self.module.finalize_definitions() {
+        module.clear_context(&mut ctx);
+        if let Err(e) = module.finalize_definitions() {
             return self.refuse(program, id, &format!("finalize: {e}"));
         }
-        let entry = self.module.get_finalized_function(fid) as usize;
+        let entry = module.get_finalized_function(fid) as usize;
         let i = id.0 as usize;
         let simple = proto.nrequired == proto.nparams && !proto.has_rest;
         self.tables.arity[i].store(
@@ -528,6 +568,7 @@ impl Jit {
                     headers,
                     tables: self.tables.clone(),
                     program: Arc::downgrade(program),
+                    _memory: self.memory.clone(),
                     caches: Mutex::new(vec![caches]),
                     counters: self.counters.clone(),
                     verbose: self.options.verbose,
@@ -587,6 +628,8 @@ struct JitCode {
     tables: Arc<Tables>,
     /// For recompilation requests (the program owns this code, so not an `Arc`).
     program: Weak<Program>,
+    /// Keeps the machine code mapped while this code can be entered.
+    _memory: Arc<CodeMemory>,
     /// The inline caches of every version (old versions may still be running).
     caches: Mutex<Vec<translate::Caches>>,
     counters: Arc<Counters>,
