@@ -1,13 +1,22 @@
-//! Blocks and size classes: where cells come from and where freed cells go.
+//! Blocks, runs and size classes: where cells come from and where freed cells go.
 //!
 //! A block is 64 KiB, aligned to 64 KiB, so the block of any cell is its address with the low
-//! 16 bits cleared. Its first 16 bytes are a [`BlockHeader`] naming the heap that owns it; the
-//! rest is an array of equal cells of one size class. A block keeps its class for its whole
-//! life and is only returned to the allocator when the heap is dropped: that is what lets a
-//! stale handle always land on a real cell header (see the crate docs).
+//! 16 bits cleared. Its first 16 bytes are a [`BlockHeader`] naming the heap that owns it. The
+//! rest is carved, front to back, into *runs*: arrays of equal cells of one size class. A
+//! heap's first runs are small and every size class doubles its next run up to a whole block,
+//! so a heap of a few objects uses a few hundred bytes of one block whatever classes they
+//! need, while a large heap still gets whole-block runs. A run keeps its class, and a block its
+//! owner, until the heap is dropped: that is what lets a stale handle always land on a real cell
+//! header (see the crate docs).
+//!
+//! Blocks come from 4 MiB regions that are never returned to the allocator, and a dropped
+//! heap's blocks go to a process-wide spare list that new heaps take from first. A region is
+//! allocated once and touched only where blocks are used, so the untouched pages of a heap's
+//! block cost no memory (allocators map regions this large afresh from the OS): an idle task
+//! costs the pages its objects are on, not 64 KiB per size class.
 //!
 //! Each size class has a free list threaded through the payloads of its freed cells and a bump
-//! region in its newest block. Allocation pops the free list, else bumps, else takes a new block.
+//! region in its newest run. Allocation pops the free list, else bumps, else carves a new run.
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -16,8 +25,16 @@ use crate::cell::{class_of, class_size, payload, Header, NUM_CLASSES};
 
 /// Size and alignment of a block.
 pub(crate) const BLOCK_SIZE: usize = 64 * 1024;
-/// Offset of the first cell in a block.
+/// Offset of the first run in a block.
 const CELLS_START: usize = std::mem::size_of::<BlockHeader>();
+/// Bytes a size class's first run spans (rounded down to whole cells, at least one): enough
+/// for the handful of objects of a short task, small enough that all classes such a task uses
+/// share one page.
+const FIRST_RUN: usize = 512;
+/// The longest run: the whole of a block after its header.
+const MAX_RUN: usize = BLOCK_SIZE - CELLS_START;
+/// Blocks per region (4 MiB).
+const REGION_BLOCKS: usize = 64;
 
 const _: () = assert!(CELLS_START.is_multiple_of(16));
 
@@ -27,14 +44,16 @@ pub(crate) type HeapId = u64;
 /// The first bytes of every block.
 #[repr(C, align(16))]
 struct BlockHeader {
-    /// Written once when the block is created, before any handle into it exists; never again.
+    /// Written when a heap takes the block, before any handle into it exists; never again
+    /// while that heap lives.
     owner: HeapId,
 }
 
 /// The heap that owns the block containing `cell`.
 ///
 /// # Safety
-/// `cell` must point into a block that has not been deallocated.
+/// `cell` must point into a block that is allocated (blocks never are freed once allocated,
+/// but the block must belong to a live heap for the answer to mean anything).
 #[inline]
 pub(crate) unsafe fn owner_of(cell: NonNull<Header>) -> HeapId {
     let header = cell
@@ -44,99 +63,95 @@ pub(crate) unsafe fn owner_of(cell: NonNull<Header>) -> HeapId {
         .cast::<BlockHeader>();
     // SAFETY: the caller guarantees the block is allocated. Blocks are `BLOCK_SIZE`-aligned, so
     // clearing the low bits of an address inside one yields its start, where the initialised
-    // `BlockHeader` lives; `map_addr` keeps the provenance of the whole block allocation.
+    // `BlockHeader` lives; `map_addr` keeps the provenance of the whole region allocation.
     unsafe { (*header).owner }
 }
 
-/// One 64 KiB block, owning its allocation.
-pub(crate) struct Block {
+/// One 64 KiB block a heap owns; given back to the spare list when dropped.
+struct Block {
     base: NonNull<u8>,
-    cell_size: usize,
-    /// Offset just past the last cell ever handed out, except for the block a class is currently
-    /// bumping in, whose end lives in the class (see [`Space::cells_of`]).
-    end: usize,
 }
 
 impl Block {
-    fn layout() -> Layout {
-        // Both values are constant powers of two, so this cannot fail.
-        Layout::from_size_align(BLOCK_SIZE, BLOCK_SIZE).expect("valid block layout")
-    }
-
-    fn new(owner: HeapId, cell_size: usize) -> Block {
-        let base = match spares().pop() {
-            Some(Spare(base)) => base,
-            None => {
-                // SAFETY: the layout has non-zero size.
-                let raw = unsafe { std::alloc::alloc(Self::layout()) };
-                let Some(base) = NonNull::new(raw) else {
-                    std::alloc::handle_alloc_error(Self::layout())
-                };
-                base
-            }
-        };
-        // SAFETY: the allocation is BLOCK_SIZE bytes aligned to BLOCK_SIZE, room for the header.
+    fn new(owner: HeapId) -> Block {
+        let base = pool().take();
+        // SAFETY: `take` hands out BLOCK_SIZE bytes aligned to BLOCK_SIZE that nothing else
+        // uses, with room for the header at their start.
         unsafe { base.cast::<BlockHeader>().write(BlockHeader { owner }) };
-        Block {
-            base,
-            cell_size,
-            end: CELLS_START,
-        }
+        Block { base }
     }
 
-    /// Offset just past the last cell that fits.
-    fn capacity_end(&self) -> usize {
-        CELLS_START + (BLOCK_SIZE - CELLS_START) / self.cell_size * self.cell_size
-    }
-
-    fn at(&self, offset: usize) -> NonNull<u8> {
-        debug_assert!(offset <= BLOCK_SIZE);
-        // SAFETY: `offset` is at most BLOCK_SIZE, so the result is in bounds (or one past the end)
-        // of this block's allocation.
-        unsafe { self.base.add(offset) }
+    fn start(&self) -> usize {
+        self.base.addr().get()
     }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        let mut spares = spares();
-        if spares.len() < MAX_SPARES {
-            spares.push(Spare(self.base));
-            return;
-        }
-        drop(spares);
-        // SAFETY: `base` was allocated in `Block::new` with this layout and is freed only here
-        // (a block given to the spares is never freed, only handed to a new `Block`).
-        unsafe { std::alloc::dealloc(self.base.as_ptr(), Self::layout()) }
+        pool().spares.push(self.base);
     }
 }
 
-/// Blocks of dropped heaps, kept for new heaps: with a task per request, every task's heap
-/// would otherwise map and unmap its blocks (page faults and TLB shootdowns dominated the
-/// cost of a short task). At most [`MAX_SPARES`] blocks (64 MiB) are kept; the rest go back
-/// to the allocator.
-const MAX_SPARES: usize = 1024;
-
-/// The memory of a block that no heap owns.
-struct Spare(NonNull<u8>);
-
-// SAFETY: a spare block is an allocation that only the spare list refers to; whichever thread
-// takes it becomes its sole owner.
-unsafe impl Send for Spare {}
-
-static SPARES: std::sync::Mutex<Vec<Spare>> = std::sync::Mutex::new(Vec::new());
-
-fn spares() -> std::sync::MutexGuard<'static, Vec<Spare>> {
-    // The list is valid whatever a panicking holder was doing: every push and pop is whole.
-    SPARES.lock().unwrap_or_else(|e| e.into_inner())
+/// Where blocks come from: the spares of dropped heaps, then the newest region.
+struct Pool {
+    /// Blocks no heap owns; the most recently dropped (whose pages are warm) is reused first.
+    spares: Vec<NonNull<u8>>,
+    /// The first block of the newest region that no heap has taken yet, and how many follow it.
+    fresh: Option<(NonNull<u8>, usize)>,
 }
 
-/// The cells handed out so far in one block, as an iterator that does not borrow the heap.
+// SAFETY: the pool's pointers are to block memory that only the pool refers to; whichever
+// thread takes a block becomes its sole owner.
+unsafe impl Send for Pool {}
+
+impl Pool {
+    fn take(&mut self) -> NonNull<u8> {
+        if let Some(base) = self.spares.pop() {
+            return base;
+        }
+        let (base, left) = match self.fresh {
+            Some(fresh) => fresh,
+            None => (new_region(), REGION_BLOCKS),
+        };
+        self.fresh = (left > 1).then(|| {
+            // SAFETY: `left > 1` blocks remain from `base` on, so the next one is inside the
+            // region allocation.
+            (unsafe { base.add(BLOCK_SIZE) }, left - 1)
+        });
+        base
+    }
+}
+
+/// A new region of `REGION_BLOCKS` blocks. Regions are never freed: their blocks circulate
+/// between heaps through the spare list.
+fn new_region() -> NonNull<u8> {
+    let layout = Layout::from_size_align(BLOCK_SIZE * REGION_BLOCKS, BLOCK_SIZE)
+        .expect("constant power-of-two layout");
+    // SAFETY: the layout has non-zero size.
+    let raw = unsafe { std::alloc::alloc(layout) };
+    NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+}
+
+static POOL: std::sync::Mutex<Pool> = std::sync::Mutex::new(Pool {
+    spares: Vec::new(),
+    fresh: None,
+});
+
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    // The pool is valid whatever a panicking holder was doing: every change is whole.
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A run of equal cells, as an iterator over those handed out so far that does not borrow the
+/// heap.
 #[derive(Clone)]
 pub(crate) struct CellRange {
-    base: NonNull<u8>,
+    /// The first cell.
+    start: NonNull<u8>,
     cell_size: usize,
+    /// Offset from `start` of the next cell to yield.
     next: usize,
+    /// Offset from `start` just past the last cell handed out.
     end: usize,
 }
 
@@ -146,23 +161,21 @@ impl CellRange {
         self.cell_size
     }
 
-    /// The start address of the block.
-    pub(crate) fn block_addr(&self) -> usize {
-        self.base.addr().get()
+    /// The address of the run's first cell.
+    pub(crate) fn start_addr(&self) -> usize {
+        self.start.addr().get()
     }
 
     /// The cell starting exactly at `addr`, if `addr` is one of this range's cell boundaries.
     pub(crate) fn cell_at(&self, addr: usize) -> Option<NonNull<Header>> {
-        let offset = addr.checked_sub(self.block_addr())?;
-        let on_boundary =
-            offset >= CELLS_START && (offset - CELLS_START).is_multiple_of(self.cell_size);
-        (on_boundary && offset < self.end).then(|| self.cell(offset))
+        let offset = addr.checked_sub(self.start_addr())?;
+        (offset.is_multiple_of(self.cell_size) && offset < self.end).then(|| self.cell(offset))
     }
 
     fn cell(&self, offset: usize) -> NonNull<Header> {
-        // SAFETY: callers pass offsets below `end`, which never exceeds BLOCK_SIZE, so the
-        // result is inside the block allocation.
-        unsafe { self.base.add(offset) }.cast()
+        // SAFETY: callers pass offsets below `end`, which never passes the end of the run, so
+        // the result is inside the run's block.
+        unsafe { self.start.add(offset) }.cast()
     }
 }
 
@@ -178,16 +191,27 @@ impl Iterator for CellRange {
     }
 }
 
+/// A run carved from one of the heap's blocks.
+struct Run {
+    start: NonNull<u8>,
+    cell_size: usize,
+    /// Offset from `start` just past the last cell ever handed out, except for the run a class
+    /// is currently bumping in, whose end lives in the class (see [`Space::cells_of`]).
+    end: usize,
+}
+
 /// Allocation state of one size class.
 struct SizeClass {
     /// Head of the free list; each freed cell's payload holds the next link.
     free: Option<NonNull<Header>>,
-    /// Next cell to bump-allocate in the current block (null before the first block).
+    /// Next cell to bump-allocate in the current run (null before the first run).
     cursor: *mut u8,
-    /// Address just past the last cell of the current block (0 before the first block).
+    /// Address just past the last cell of the current run (0 before the first run).
     limit: usize,
-    /// Index of the block being bumped in.
+    /// Index of the run being bumped in.
     current: Option<usize>,
+    /// Bytes the next run of this class asks for.
+    next_run: usize,
 }
 
 impl SizeClass {
@@ -196,13 +220,19 @@ impl SizeClass {
         cursor: std::ptr::null_mut(),
         limit: 0,
         current: None,
+        next_run: FIRST_RUN,
     };
 }
 
-/// All blocks of one heap and the allocation state of every size class.
+/// All blocks and runs of one heap and the allocation state of every size class.
 pub(crate) struct Space {
     owner: HeapId,
     blocks: Vec<Block>,
+    /// The part of the newest block no run has taken yet, as addresses (both 0 before the
+    /// first block).
+    tail: usize,
+    tail_end: usize,
+    runs: Vec<Run>,
     classes: [SizeClass; NUM_CLASSES],
 }
 
@@ -211,6 +241,9 @@ impl Space {
         Space {
             owner,
             blocks: Vec::new(),
+            tail: 0,
+            tail_end: 0,
+            runs: Vec::new(),
             classes: [SizeClass::EMPTY; NUM_CLASSES],
         }
     }
@@ -222,7 +255,7 @@ impl Space {
         debug_assert_eq!(class_size(class), size);
         let state = &mut self.classes[class];
         if let Some(cell) = state.free {
-            // SAFETY: free-list cells are freed cells of our blocks whose payload holds the link
+            // SAFETY: free-list cells are freed cells of our runs whose payload holds the link
             // written by `push_free`.
             state.free = unsafe { payload::<Option<NonNull<Header>>>(cell).read() };
             return cell;
@@ -230,40 +263,57 @@ impl Space {
         if state.cursor.addr() + size <= state.limit {
             let cell = state.cursor;
             state.cursor = cell.wrapping_add(size);
-            // SAFETY: `limit` is non-zero only once `cursor` points into a block, so the
-            // comparison above proves `cell` is a non-null address inside that block.
+            // SAFETY: `limit` is non-zero only once `cursor` points into a run, so the
+            // comparison above proves `cell` is a non-null address inside that run.
             return unsafe { NonNull::new_unchecked(cell) }.cast();
         }
-        self.take_from_new_block(class)
+        self.take_from_new_run(class)
     }
 
     #[cold]
     #[inline(never)]
-    fn take_from_new_block(&mut self, class: usize) -> NonNull<Header> {
+    fn take_from_new_run(&mut self, class: usize) -> NonNull<Header> {
         self.retire_current(class);
-        let block = Block::new(self.owner, class_size(class));
-        let cell = block.at(CELLS_START);
+        let size = class_size(class);
+        if self.tail_end - self.tail < size {
+            // The rest of the block (less than one cell) is left unused.
+            let block = Block::new(self.owner);
+            self.tail = block.start() + CELLS_START;
+            self.tail_end = block.start() + BLOCK_SIZE;
+            self.blocks.push(block);
+        }
         let state = &mut self.classes[class];
-        state.cursor = cell.as_ptr().wrapping_add(block.cell_size);
-        state.limit = block.base.addr().get() + block.capacity_end();
-        state.current = Some(self.blocks.len());
-        self.blocks.push(block);
-        cell.cast()
+        let want = (state.next_run / size).max(1) * size;
+        let bytes = want.min((self.tail_end - self.tail) / size * size);
+        state.next_run = (state.next_run * 2).min(MAX_RUN);
+        let block = self.blocks.last().expect("a block was just ensured");
+        // SAFETY: `tail` lies inside the newest block, at least `bytes` before its end.
+        let start = unsafe { block.base.add(self.tail - block.start()) };
+        self.tail += bytes;
+        state.cursor = start.as_ptr().wrapping_add(size);
+        state.limit = start.addr().get() + bytes;
+        state.current = Some(self.runs.len());
+        self.runs.push(Run {
+            start,
+            cell_size: size,
+            end: 0,
+        });
+        start.cast()
     }
 
-    /// Records how far the class bumped into its current block before it moves on.
+    /// Records how far the class bumped into its current run before it moves on.
     fn retire_current(&mut self, class: usize) {
         let state = &self.classes[class];
         if let Some(index) = state.current {
-            let block = &mut self.blocks[index];
-            block.end = state.cursor.addr() - block.base.addr().get();
+            let run = &mut self.runs[index];
+            run.end = state.cursor.addr() - run.start.addr().get();
         }
     }
 
     /// Puts a freed cell of `cell_size` bytes on its class's free list.
     ///
     /// # Safety
-    /// `cell` must be a cell of one of this space's blocks of that size, already marked freed,
+    /// `cell` must be a cell of one of this space's runs of that size, already marked freed,
     /// whose payload nothing reads any more.
     pub(crate) unsafe fn push_free(&mut self, cell: NonNull<Header>, cell_size: usize) {
         let state = &mut self.classes[class_of(cell_size)];
@@ -282,25 +332,29 @@ impl Space {
         self.blocks.len()
     }
 
-    /// The cells handed out so far in block `index`.
+    pub(crate) fn run_count(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// The cells handed out so far in run `index`.
     pub(crate) fn cells_of(&self, index: usize) -> CellRange {
-        let block = &self.blocks[index];
-        let state = &self.classes[class_of(block.cell_size)];
+        let run = &self.runs[index];
+        let state = &self.classes[class_of(run.cell_size)];
         let end = if state.current == Some(index) {
-            state.cursor.addr() - block.base.addr().get()
+            state.cursor.addr() - run.start.addr().get()
         } else {
-            block.end
+            run.end
         };
         CellRange {
-            base: block.base,
-            cell_size: block.cell_size,
-            next: CELLS_START,
+            start: run.start,
+            cell_size: run.cell_size,
+            next: 0,
             end,
         }
     }
 
-    /// Every cell handed out so far, block by block.
+    /// Every cell handed out so far, run by run.
     pub(crate) fn cells(&self) -> impl Iterator<Item = NonNull<Header>> + '_ {
-        (0..self.blocks.len()).flat_map(|index| self.cells_of(index))
+        (0..self.runs.len()).flat_map(|index| self.cells_of(index))
     }
 }

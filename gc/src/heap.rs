@@ -269,11 +269,11 @@ impl Heap {
     /// bytes.
     fn sweep(&mut self) -> usize {
         let mut survivors_external = 0usize;
-        for index in 0..self.space.block_count() {
+        for index in 0..self.space.run_count() {
             let cells = self.space.cells_of(index);
             let cell_size = cells.cell_size();
             for cell in cells {
-                // SAFETY: `cells_of` yields only cells handed out in our block, whose headers
+                // SAFETY: `cells_of` yields only cells handed out in our run, whose headers
                 // are initialised; no reference to a header exists during a collection.
                 let header = unsafe { &mut *cell.as_ptr() };
                 if header.vtable.is_freed() {
@@ -285,7 +285,7 @@ impl Heap {
                     let external = unsafe { (header.vtable.external_bytes)(cell) };
                     survivors_external = survivors_external.saturating_add(external);
                 } else {
-                    // SAFETY: the cell is allocated in our block and unreachable from the roots.
+                    // SAFETY: the cell is allocated in our run and unreachable from the roots.
                     unsafe { self.free(cell, cell_size) };
                 }
             }
@@ -342,8 +342,8 @@ impl Heap {
 }
 
 impl Drop for Heap {
-    /// Drops every allocated object; the blocks are then freed by their own destructors (which
-    /// run even if an object's destructor panics).
+    /// Drops every allocated object; the blocks then go back to the spare list through their own
+    /// destructors (which run even if an object's destructor panics).
     fn drop(&mut self) {
         for cell in self.space.cells() {
             // SAFETY: `cells` yields only cells handed out in our blocks (headers initialised);

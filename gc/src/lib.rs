@@ -52,9 +52,10 @@
 //! A [`Gc`] is a bare address, so the API must stay memory-safe when a handle outlives its
 //! object (a broken rule 1 or 4). It does because of three facts:
 //!
-//! - Blocks are never returned to the allocator while their heap lives, and a block never
-//!   changes size class. A handle therefore always points at the start of a real cell with an
-//!   initialised header, even after its object was freed and the cell reused.
+//! - Blocks are never returned to the allocator, a block changes owner only when its heap is
+//!   dropped, and a run of cells never changes size class. A handle therefore always points
+//!   at the start of a real cell with an initialised header, even after its object was freed
+//!   and the cell reused.
 //! - The header tells the truth: it names the type of the object in the cell, or a private
 //!   `Freed` type. [`Gc::get`] and [`Gc::get_mut`] compare that type's `TypeId` with `T`'s and
 //!   panic on a mismatch, so they only ever produce a `&T` to a live `T`. A stale handle whose
@@ -64,8 +65,9 @@
 //!   panics instead of reading or writing memory that heap is using.
 //!
 //! What cannot be checked is a handle used after the heap that allocated it was dropped: its
-//! block is freed memory. Handles must not outlive their heap; the VM guarantees this by
-//! copying values that cross tasks into the receiving heap.
+//! block may belong to another heap by then, perhaps on another thread. Handles must not
+//! outlive their heap; the VM guarantees this by copying values that cross tasks into the
+//! receiving heap.
 //!
 //! # Collection, pacing and debug modes
 //!
@@ -79,7 +81,7 @@
 //! # Where the unsafe code is
 //!
 //! Only in this crate, and each block carries a `SAFETY:` comment:
-//! - `block`: allocating and freeing 64 KiB blocks, reading a block's owner from a cell address,
+//! - `block`: carving 64 KiB blocks from regions, reading a block's owner from a cell address,
 //!   free-list links and bump allocation;
 //! - `cell`: the per-type vtable functions that reach an object through its cell;
 //! - `handle`: dereferencing a checked handle, and `Send`/`Sync` for handles;

@@ -520,3 +520,45 @@ fn dropping_the_heap_runs_every_destructor_once() {
     }
     assert_eq!(counter.drops(), 18);
 }
+
+/// An object of `N` bytes of payload, to reach a chosen size class.
+struct Sized<const N: usize>([u8; N]);
+
+impl<const N: usize> Trace for Sized<N> {
+    fn trace(&self, _tracer: &mut Tracer) {}
+}
+
+#[test]
+fn a_small_heap_keeps_every_size_class_in_one_block() {
+    let mut heap = verified(HeapConfig::default());
+    let a = heap.alloc(Sized([1; 16]));
+    let b = heap.alloc(Sized([2; 100]));
+    let c = heap.alloc(Sized([3; 300]));
+    let d = heap.alloc(Sized([4; 496]));
+    assert_eq!(heap.stats().blocks, 1);
+    heap.collect(&mut |tracer| {
+        tracer.mark(a);
+        tracer.mark(b);
+        tracer.mark(c);
+        tracer.mark(d);
+    });
+    assert_eq!((a.get(&heap).0[0], d.get(&heap).0[495]), (1, 4));
+}
+
+#[test]
+fn a_large_heap_grows_its_runs_to_whole_blocks() {
+    let mut heap = verified(HeapConfig::default());
+    let counter = Counter::default();
+    let len = scaled(20_000);
+    let keep = list(&mut heap, len, &counter);
+    let cell = CellLayout::of::<Node>().size;
+    // Runs double up to a whole block, so at most a few blocks are partly used.
+    let whole_blocks = len * cell / (64 * 1024);
+    assert!(
+        heap.stats().blocks <= whole_blocks + 2,
+        "{:?}",
+        heap.stats()
+    );
+    heap.collect(&mut |tracer| tracer.mark(keep));
+    assert_eq!(list_len(&heap, keep), len);
+}

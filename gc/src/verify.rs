@@ -2,10 +2,10 @@
 //! trace every object with a recording tracer, and check each reported handle before anything
 //! reads through it. [`Heap::verify`](crate::Heap::verify) is the entry point.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use crate::block::{CellRange, Space, BLOCK_SIZE};
+use crate::block::{CellRange, Space};
 use crate::cell::{class_size, payload, Header, NUM_CLASSES};
 use crate::trace::{Edge, Tracer};
 
@@ -15,7 +15,7 @@ pub(crate) fn check(
     objects: usize,
     roots: &mut dyn FnMut(&mut Tracer),
 ) -> Result<(), String> {
-    let map = BlockMap::new(space);
+    let map = RunMap::new(space);
     let mut tracer = Tracer::recording();
     roots(&mut tracer);
     map.check_edges(&tracer.take_edges(), || "a root".to_owned())?;
@@ -49,7 +49,7 @@ pub(crate) fn check(
 
 /// "object at 0x… (Type)" for error messages.
 fn describe(cell: NonNull<Header>) -> String {
-    // SAFETY: only called on cells `BlockMap::locate` or `Space::cells` produced, whose headers
+    // SAFETY: only called on cells `RunMap::locate` or `Space::cells` produced, whose headers
     // are initialised.
     let header = unsafe { cell.read() };
     format!(
@@ -59,30 +59,28 @@ fn describe(cell: NonNull<Header>) -> String {
     )
 }
 
-/// The heap's blocks by start address, to locate an arbitrary address without reading it.
-struct BlockMap {
-    blocks: HashMap<usize, CellRange>,
+/// The heap's runs by start address, to locate an arbitrary address without reading it.
+struct RunMap {
+    runs: BTreeMap<usize, CellRange>,
     total_cells: usize,
 }
 
-impl BlockMap {
-    fn new(space: &Space) -> BlockMap {
-        let ranges = (0..space.block_count()).map(|index| space.cells_of(index));
-        let blocks: HashMap<usize, CellRange> =
-            ranges.map(|range| (range.block_addr(), range)).collect();
-        let total_cells = blocks.values().map(|range| range.clone().count()).sum();
-        BlockMap {
-            blocks,
-            total_cells,
-        }
+impl RunMap {
+    fn new(space: &Space) -> RunMap {
+        let ranges = (0..space.run_count()).map(|index| space.cells_of(index));
+        let runs: BTreeMap<usize, CellRange> =
+            ranges.map(|range| (range.start_addr(), range)).collect();
+        let total_cells = runs.values().map(|range| range.clone().count()).sum();
+        RunMap { runs, total_cells }
     }
 
     /// The handed-out cell starting at `addr`, or why `addr` is not one.
     fn locate(&self, addr: usize) -> Result<(NonNull<Header>, usize), &'static str> {
-        let range = self
-            .blocks
-            .get(&(addr & !(BLOCK_SIZE - 1)))
-            .ok_or("outside this heap's blocks")?;
+        let (_, range) = self
+            .runs
+            .range(..=addr)
+            .next_back()
+            .ok_or("outside this heap's runs")?;
         let cell = range
             .cell_at(addr)
             .ok_or("not the start of a cell handed out by this heap")?;
@@ -134,7 +132,7 @@ impl BlockMap {
                     return Err(problem("is not a freed cell"));
                 }
                 if cell_size != class_size(class) {
-                    return Err(problem("is in a block of another size class"));
+                    return Err(problem("is in a run of another size class"));
                 }
                 length += 1;
                 if length > self.total_cells {

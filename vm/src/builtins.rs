@@ -69,7 +69,8 @@ const fn global_names() -> [&'static str; ENTRIES.len()] {
 /// at its first use ([`Vm::builtin`]): most tasks use few built-ins, and a task that
 /// made all of them would pay two dozen allocations before running a line.
 pub fn install(vm: &mut Vm) {
-    vm.builtins = vec![Value::Undef; ENTRIES.len()];
+    vm.builtins.clear();
+    vm.builtins.resize(ENTRIES.len(), Value::Undef);
 }
 
 impl Vm {

@@ -81,11 +81,23 @@ impl Ord for Timer {
     }
 }
 
-/// One worker's own queues, reachable from the code it runs (to push woken tasks).
+/// Machines of ended tasks a worker keeps for its next tasks (see `Vm::recycle`): enough
+/// for a worker that starts tasks in bursts, few enough to cost nothing when idle.
+const KEPT_MACHINES: usize = 4;
+
+/// A machine whose register stack grew past this many slots (deep recursion) is not kept,
+/// so a kept machine never holds on to a large stack.
+const KEPT_STACK_MAX: usize = 1024;
+
+/// One worker's own queues, reachable from the code it runs (to push woken tasks), and
+/// its kept machines.
 struct Local {
     sched: *const Shared,
     deque: Worker<Arc<Task>>,
     slot: Option<Arc<Task>>,
+    /// Boxed as tasks hold them, so keeping and reusing one moves a pointer, not a `Vm`.
+    #[allow(clippy::vec_box)]
+    machines: Vec<Box<Vm>>,
 }
 
 thread_local! {
@@ -105,7 +117,8 @@ pub struct Shared {
     timer_seq: AtomicU64,
     /// Tasks runnable or running.
     active: AtomicUsize,
-    live: Mutex<HashMap<u64, Arc<Task>>>,
+    /// By id. Task ids are not chosen by scripts, so a fast unkeyed hash is safe here.
+    live: Mutex<HashMap<u64, Arc<Task>, foldhash::fast::FixedState>>,
     next_id: AtomicU64,
     /// Failed tasks nobody had joined when they ended, reported at the end unless joined.
     unjoined: Mutex<Vec<Arc<Task>>>,
@@ -307,15 +320,40 @@ impl Shared {
         self.end_cond.notify_all();
     }
 
+    /// A machine for `task`'s first run: one this worker kept, else a new one.
     fn new_vm(&self, task: &Arc<Task>) -> Box<Vm> {
-        let output = Output {
-            out: Box::new(self.out.clone()),
-            err: Box::new(self.err.clone()),
-        };
-        let mut vm = Box::new(Vm::new(self.program.clone(), self.settings.clone(), output));
+        let kept = self.with_local(|local| local.machines.pop()).flatten();
+        let mut vm = kept.unwrap_or_else(|| {
+            let output = Output {
+                out: Box::new(self.out.clone()),
+                err: Box::new(self.err.clone()),
+            };
+            Box::new(Vm::new(self.program.clone(), self.settings.clone(), output))
+        });
         vm.task = Some(task.clone());
         vm.reset_fuel();
         vm
+    }
+
+    /// Empties the machine of an ended task (dropping its heap) and keeps it for the next
+    /// task this worker starts, if there is room.
+    fn keep_vm(&self, mut vm: Box<Vm>) {
+        vm.recycle();
+        if vm.stack.capacity() <= KEPT_STACK_MAX {
+            self.with_local(|local| {
+                if local.machines.len() < KEPT_MACHINES {
+                    local.machines.push(vm);
+                }
+            });
+        }
+    }
+
+    /// Runs `f` on the current worker's own state, if this thread is one of our workers.
+    fn with_local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> Option<R> {
+        LOCAL.with(|l| match l.borrow_mut().as_mut() {
+            Some(local) if std::ptr::eq(local.sched, self) => Some(f(local)),
+            _ => None,
+        })
     }
 
     /// Runs `task` until it suspends or ends.
@@ -340,7 +378,7 @@ impl Shared {
             result => {
                 let outcome = vm.outcome_of(result);
                 let unobserved = task.finish(outcome);
-                drop(vm);
+                self.keep_vm(vm);
                 if unobserved {
                     self.failed_unjoined(&task);
                 }
@@ -385,6 +423,7 @@ impl Shared {
                 sched: Arc::as_ptr(&self),
                 deque,
                 slot: None,
+                machines: Vec::new(),
             })
         });
         let (mut tick, mut lifo_runs) = (0u32, 0u32);
@@ -457,7 +496,7 @@ pub fn run_program(
         timer_count: AtomicUsize::new(0),
         timer_seq: AtomicU64::new(0),
         active: AtomicUsize::new(0),
-        live: Mutex::new(HashMap::new()),
+        live: Mutex::new(HashMap::default()),
         next_id: AtomicU64::new(MAIN_TASK),
         unjoined: Mutex::new(Vec::new()),
         end: Mutex::new(None),

@@ -177,14 +177,42 @@ impl Vm {
             fuel: 0,
             fuel_granted: 0,
             fuel_spent: 0,
-            rng: 0x853c_49e6_748f_ea9b,
+            rng: 0,
             epoch: std::time::Instant::now(),
             task: None,
             pending: None,
         };
-        crate::builtins::install(&mut vm);
-        vm.reset_fuel();
+        vm.start_afresh();
         vm
+    }
+
+    /// Empties the machine for another task of the same program, settings and output: a
+    /// new heap (the old one and all its objects are dropped), empty stacks and tables,
+    /// but their allocations kept. A worker reuses its machines this way, so a short task
+    /// does not pay for allocating and freeing them.
+    pub(crate) fn recycle(&mut self) {
+        self.heap = Heap::new(self.settings.heap.clone());
+        self.stack.clear();
+        self.frames.clear();
+        self.handlers.clear();
+        self.handles.clear();
+        self.native_top = None;
+        self.modules.clear();
+        self.consts.clear();
+        self.std_modules.clear();
+        self.throw_trace = None;
+        self.hotness.clear();
+        self.task = None;
+        self.pending = None;
+        self.start_afresh();
+    }
+
+    /// The state every run starts from that `new` and `recycle` do not otherwise set.
+    fn start_afresh(&mut self) {
+        self.rng = 0x853c_49e6_748f_ea9b;
+        self.epoch = std::time::Instant::now();
+        crate::builtins::install(self);
+        self.reset_fuel();
     }
 
     pub fn program(&self) -> &Arc<Program> {
