@@ -99,6 +99,9 @@ struct Feedback {
 #[derive(Default)]
 struct Counters {
     compiled: AtomicU32,
+    /// Of those, compiles with loop entries (hot loops entered on the stack).
+    loops: AtomicU32,
+    recompiled: AtomicU32,
     refused: AtomicU32,
     compile_us: AtomicU64,
     exits: AtomicU64,
@@ -183,8 +186,11 @@ impl Tier for CraneliftTier {
     fn stats(&self) -> String {
         let c = &self.counters;
         format!(
-            "jit: {} compiled ({} µs), {} refused, {} left to the interpreter, {} side exits",
+            "jit: {} compiled ({} with loop entries, {} recompiles) in {} µs, {} refused, \
+             {} left to the interpreter, {} side exits",
             c.compiled.load(Ordering::Relaxed),
+            c.loops.load(Ordering::Relaxed),
+            c.recompiled.load(Ordering::Relaxed),
             c.compile_us.load(Ordering::Relaxed),
             c.refused.load(Ordering::Relaxed),
             c.blacklisted.load(Ordering::Relaxed),
@@ -529,8 +535,13 @@ impl Jit {
         );
         self.tables.max_regs[i].store(proto.max_regs, Ordering::Relaxed);
         let us = started.elapsed().as_micros() as u64;
-        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
-        self.counters.compile_us.fetch_add(us, Ordering::Relaxed);
+        let c = &self.counters;
+        c.compiled.fetch_add(1, Ordering::Relaxed);
+        c.loops
+            .fetch_add(!an.headers.is_empty() as u32, Ordering::Relaxed);
+        c.recompiled
+            .fetch_add((recompiles > 0) as u32, Ordering::Relaxed);
+        c.compile_us.fetch_add(us, Ordering::Relaxed);
         let name = format!(
             "{} ({}:{})",
             proto.name,
