@@ -571,8 +571,12 @@ impl Jit {
                 code.entry.store(entry, Ordering::Release);
             }
             None => {
-                let mut headers: Vec<u32> = an.headers.iter().map(|&h| h as u32).collect();
-                headers.push(0);
+                let mut headers: Vec<(u32, u32)> = an
+                    .headers
+                    .iter()
+                    .map(|&h| (h as u32, an.charge[h]))
+                    .collect();
+                headers.push((0, an.charge[0]));
                 let code = Arc::new(JitCode {
                     entry: AtomicUsize::new(entry),
                     index: i,
@@ -635,7 +639,9 @@ struct JitCode {
     entry: AtomicUsize,
     /// The proto's index in the tables.
     index: usize,
-    headers: Vec<u32>,
+    /// Where the code can be entered, with the fuel the entry charges at once (a loop
+    /// header charges an iteration on entry, before any work).
+    headers: Vec<(u32, u32)>,
     tables: Arc<Tables>,
     /// For recompilation requests (the program owns this code, so not an `Arc`).
     program: Weak<Program>,
@@ -657,7 +663,8 @@ thread_local! {
 
 impl CompiledCode for JitCode {
     fn has_entry(&self, pc: u32) -> bool {
-        !self.tables.disabled[self.index].load(Ordering::Relaxed) && self.headers.contains(&pc)
+        !self.tables.disabled[self.index].load(Ordering::Relaxed)
+            && self.headers.iter().any(|&(h, _)| h == pc)
     }
 
     fn run(&self, vm: &mut Vm, pc: u32) -> TierExit {
@@ -708,7 +715,13 @@ impl CompiledCode for JitCode {
                     (depth_left as u64) << 32 | pc as u64,
                 )
             };
-            let steps = (*st.fuel - ctx.fuel).max(0) as u64;
+            // Work done in compiled code, not counting the charge for entering a loop.
+            let entry_charge = self
+                .headers
+                .iter()
+                .find(|&&(h, _)| h == pc)
+                .map_or(0, |h| h.1);
+            let steps = (*st.fuel - ctx.fuel - entry_charge as i64).max(0) as u64;
             *st.fuel = ctx.fuel;
             if status == RETURNED {
                 return TierExit::Returned(st.stack[base - 1]);
