@@ -419,16 +419,19 @@ impl<'a, 'f> Translator<'a, 'f> {
 
     // ----- control ---------------------------------------------------------------
 
-    /// The registers to store when going from the current state to `target`'s.
+    /// The registers to store when going from the current state to `target`'s: typed
+    /// here, in memory there, and live there (a dead register's slot keeps an older
+    /// value, which nothing reads and which the collector already treats as a root).
     fn spills_to(&self, target: usize) -> Vec<(usize, Ty)> {
         let to = self.an.types[target]
             .as_ref()
             .expect("targets are reachable");
+        let live = &self.an.live[target];
         self.st
             .iter()
             .zip(to)
             .enumerate()
-            .filter(|(_, (from, to))| from.is_typed() && to.in_memory())
+            .filter(|(r, (from, to))| from.is_typed() && to.in_memory() && live[*r])
             .map(|(r, (from, _))| (r, *from))
             .collect()
     }
