@@ -12,9 +12,11 @@ pub const DEFAULT_THRESHOLD: u32 = 1000;
 pub const MAX_EXITS: u32 = 200;
 
 /// Exits at instructions compiled code does not handle (a native call, an allocation)
-/// a proto may take before it is left to the interpreter. Each costs an entry and an
-/// exit; a hot loop that takes one per iteration runs faster interpreted.
-pub const MAX_EXPECTED_EXITS: u32 = 5_000;
+/// a proto may take, each soon after it was entered, before it is left to the
+/// interpreter. Exits after real work (`STEPS_PER_EXIT`) do not count, so what reaches
+/// this limit is code that enters and leaves at once: each round trip costs more than
+/// interpreting the loop iteration would.
+pub const MAX_EXPECTED_EXITS: u32 = 500;
 
 /// Compiled calls nested within one entry from the interpreter. Each is a machine frame
 /// on the native stack (up to a few KB for a function with many live values); past
