@@ -633,31 +633,41 @@ impl<'a, 'f> Translator<'a, 'f> {
                     }
                 }
             }
-            opc::Add | opc::Sub | opc::Mul | opc::Div | opc::IDiv | opc::Mod => {
+            opc::Add
+            | opc::Sub
+            | opc::Mul
+            | opc::Div
+            | opc::IDiv
+            | opc::Mod
+            | opc::AddK
+            | opc::SubK
+            | opc::MulK
+            | opc::DivK
+            | opc::IDivK
+            | opc::ModK => {
                 let want = if after[a] == Ty::Float {
                     Ty::Float
                 } else {
                     Ty::Int
                 };
                 let x = self.num(b, want, pc);
-                let y = self.num(c, want, pc);
-                self.arith(op, a, want, x, y, pc);
-            }
-            opc::AddK | opc::SubK | opc::MulK | opc::DivK | opc::IDivK | opc::ModK => {
-                let want = if after[a] == Ty::Float {
-                    Ty::Float
-                } else {
-                    Ty::Int
-                };
-                let x = self.num(b, want, pc);
-                let y = self.konst(c, want);
-                if let (opc::ModK | opc::IDivK, Ty::Int, Constant::Int(k @ 1..)) =
-                    (op, want, &self.proto.consts[c])
-                {
-                    let v = Self::div_mod_by_positive(&mut self.b, op == opc::IDivK, x, *k);
-                    self.def(a, Ty::Int, v);
-                } else {
-                    self.arith(op, a, want, x, y, pc);
+                let with_const = matches!(
+                    op,
+                    opc::AddK | opc::SubK | opc::MulK | opc::DivK | opc::IDivK | opc::ModK
+                );
+                match (op, want, &self.proto.consts.get(c)) {
+                    (opc::ModK | opc::IDivK, Ty::Int, Some(Constant::Int(k @ 1..))) => {
+                        let v = Self::div_mod_by_positive(&mut self.b, op == opc::IDivK, x, *k);
+                        self.def(a, Ty::Int, v);
+                    }
+                    _ => {
+                        let y = if with_const {
+                            self.konst(c, want)
+                        } else {
+                            self.num(c, want, pc)
+                        };
+                        self.arith(op, a, want, x, y, pc);
+                    }
                 }
             }
             opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
