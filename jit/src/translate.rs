@@ -139,6 +139,19 @@ fn mem() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
+/// For an arithmetic opcode with a constant operand (`AddK`), its two-register twin.
+fn register_form(op: u8) -> Option<u8> {
+    Some(match op {
+        opc::AddK => opc::Add,
+        opc::SubK => opc::Sub,
+        opc::MulK => opc::Mul,
+        opc::DivK => opc::Div,
+        opc::IDivK => opc::IDiv,
+        opc::ModK => opc::Mod,
+        _ => return None,
+    })
+}
+
 fn jump_target(pc: usize, offset: isize) -> usize {
     (pc as isize + 1 + offset) as usize
 }
@@ -651,10 +664,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                     Ty::Int
                 };
                 let x = self.num(b, want, pc);
-                let with_const = matches!(
-                    op,
-                    opc::AddK | opc::SubK | opc::MulK | opc::DivK | opc::IDivK | opc::ModK
-                );
+                let with_const = register_form(op).is_some();
                 match (op, want, &self.proto.consts.get(c)) {
                     (opc::ModK | opc::IDivK, Ty::Int, Some(Constant::Int(k @ 1..))) => {
                         let v = Self::div_mod_by_positive(&mut self.b, op == opc::IDivK, x, *k);
@@ -974,15 +984,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     }
 
     fn arith(&mut self, op: u8, a: usize, t: Ty, x: ir::Value, y: ir::Value, pc: usize) {
-        let base_op = match op {
-            opc::AddK => opc::Add,
-            opc::SubK => opc::Sub,
-            opc::MulK => opc::Mul,
-            opc::DivK => opc::Div,
-            opc::IDivK => opc::IDiv,
-            opc::ModK => opc::Mod,
-            o => o,
-        };
+        let base_op = register_form(op).unwrap_or(op);
         let ins = self.b.ins();
         let (v, ty) = match (base_op, t) {
             (opc::Add, Ty::Int) => (ins.iadd(x, y), Ty::Int),
