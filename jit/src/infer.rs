@@ -96,6 +96,9 @@ pub struct Facts {
     /// The guess for a number read from memory with nothing else to go on: int, or
     /// float once feedback showed floats in this proto.
     pub default_number: Ty,
+    /// Calls (by pc) whose callee is known to return values of one type: their result
+    /// is checked and unboxed at the call.
+    pub results: Vec<(u32, Ty)>,
 }
 
 /// A type observed in register `reg` where the instruction at `pc` read it. `Mem`
@@ -115,6 +118,7 @@ impl Default for Facts {
             math_slots: Vec::new(),
             sites: Vec::new(),
             default_number: Ty::Int,
+            results: Vec::new(),
         }
     }
 }
@@ -133,6 +137,13 @@ impl Facts {
     pub fn hint(&self, pc: usize, r: usize) -> Ty {
         self.site(pc, r)
             .unwrap_or_else(|| self.hints.get(r).copied().unwrap_or(Ty::Unset))
+    }
+
+    /// The type the call at `pc` (into register `a`) is expected to return, unless
+    /// feedback saw its result with another type.
+    pub fn result(&self, pc: usize, a: usize) -> Option<Ty> {
+        let (_, t) = self.results.iter().find(|(p, _)| *p as usize == pc)?;
+        self.site(pc + 1, a).is_none().then_some(*t)
     }
 
     /// Feedback for the next compile of a proto: its sites, and float as the default
@@ -154,6 +165,18 @@ pub fn ty_of_tag(t: u8) -> Ty {
         kiln_vm::value::tag::BOOL => Ty::Bool,
         kiln_vm::value::tag::NIL => Ty::Nil,
         _ => Ty::Mem,
+    }
+}
+
+/// The tag of values of a typed `t` (`UNDEF`, no value's tag, for anything else): the
+/// inverse of [`ty_of_tag`], to pass types where observed tags are expected.
+pub fn tag_of_ty(t: Ty) -> u8 {
+    match t {
+        Ty::Int => kiln_vm::value::tag::INT,
+        Ty::Float => kiln_vm::value::tag::FLOAT,
+        Ty::Bool => kiln_vm::value::tag::BOOL,
+        Ty::Nil => kiln_vm::value::tag::NIL,
+        _ => kiln_vm::value::tag::UNDEF,
     }
 }
 
@@ -400,7 +423,7 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
             st[a + 1..].fill(Ty::Unset);
         }
         opc::Call => {
-            st[a] = Ty::Mem;
+            st[a] = facts.result(pc, a).unwrap_or(Ty::Mem);
             for r in st.iter_mut().skip(a + 1) {
                 *r = Ty::Unset;
             }
@@ -443,6 +466,20 @@ pub fn math_call(
 pub fn is_len_call(ins: Instr, st: &[Ty], facts: &Facts, pc: usize) -> bool {
     let a = ins.a();
     st[a] == Ty::Len && ins.b() == 1 && st[a + 1].unknown() && facts.site(pc, a + 1).is_none()
+}
+
+/// The one type every `Return` of the analysed code gives, if they agree on a typed
+/// one (a function that may return an int or a float has none).
+pub fn return_type(proto: &Proto, an: &Analysis) -> Option<Ty> {
+    let mut ty = Ty::Unset;
+    for (ins, st) in proto.code.iter().zip(&an.types) {
+        let Some(st) = st else { continue };
+        if ins.op_byte() == opc::Return {
+            let t = if ins.b() == 0 { Ty::Nil } else { st[ins.a()] };
+            ty = ty.join(t);
+        }
+    }
+    ty.is_typed().then_some(ty)
 }
 
 /// Module variables bound by a top-level `fn` declaration (a constant, so the binding
@@ -550,18 +587,40 @@ pub struct Analysis {
     pub facts: Facts,
 }
 
-/// Analyses `proto`: types from the function entry, liveness, blocks and loop headers.
-pub fn analyse(proto: &Proto, facts: &Facts) -> Analysis {
+/// The parameter types of the generic entry: all in the window.
+pub fn window_params(proto: &Proto) -> Vec<Ty> {
+    vec![Ty::Mem; proto.nparams as usize + proto.has_rest as usize]
+}
+
+/// The parameter types of a direct variant (see `translate::Variant`), when `proto`
+/// can have one: a fixed parameter count, each parameter typed as observed unless
+/// feedback saw it with another type.
+pub fn direct_params(proto: &Proto, facts: &Facts) -> Option<Vec<Ty>> {
+    let simple = proto.nrequired == proto.nparams && !proto.has_rest;
+    let n = proto.nparams as usize;
+    (simple && n <= crate::params::MAX_DIRECT_PARAMS).then(|| {
+        (0..n)
+            .map(|r| {
+                let t = facts.hints.get(r).copied().unwrap_or(Ty::Unset);
+                let contradicted = facts.sites.iter().any(|s| s.reg as usize == r && s.ty != t);
+                if t.is_typed() && t != Ty::Nil && !contradicted {
+                    t
+                } else {
+                    Ty::Mem
+                }
+            })
+            .collect()
+    })
+}
+
+/// Analyses `proto` entered at pc 0 with parameters of types `params`: types,
+/// liveness, blocks and loop headers.
+pub fn analyse(proto: &Proto, facts: &Facts, params: &[Ty]) -> Analysis {
     let n = proto.code.len();
     let regs = proto.max_regs as usize;
     let mut types: Vec<Option<Vec<Ty>>> = vec![None; n];
     let mut entry = vec![Ty::Unset; regs];
-    for t in entry
-        .iter_mut()
-        .take(proto.nparams as usize + proto.has_rest as usize)
-    {
-        *t = Ty::Mem;
-    }
+    entry[..params.len()].copy_from_slice(params);
     types[0] = Some(entry);
     let mut flows = vec![Flow::Exit; n];
     let charge = loop_charges(proto);
@@ -706,6 +765,11 @@ fn liveness(proto: &Proto, types: &[Option<Vec<Ty>>], flows: &[Flow]) -> Vec<Vec
     live
 }
 
+/// Registers whose window slots an instruction may overwrite.
+pub fn writes(ins: Instr, regs: usize) -> Vec<usize> {
+    reads_writes(ins, regs).1
+}
+
 /// Registers an instruction reads and writes (only for instructions that compile; an
 /// exit is handled by its caller).
 fn reads_writes(ins: Instr, regs: usize) -> (Vec<usize>, Vec<usize>) {
@@ -757,9 +821,9 @@ fn reads_writes(ins: Instr, regs: usize) -> (Vec<usize>, Vec<usize>) {
         // The cursor is read before it is written.
         opc::IterNext1 => (vec![a, a + 1], vec![a + 2]),
         opc::Jmp => (vec![], vec![]),
-        // Anything not listed is assumed to read every register: a new opcode can make
-        // liveness imprecise, never wrong.
-        _ => (all_from(0), vec![]),
+        // Anything not listed is assumed to read and write every register: a new opcode
+        // can make liveness imprecise, never wrong (reads count after writes).
+        _ => (all_from(0), all_from(0)),
     }
 }
 
@@ -834,7 +898,7 @@ mod loop_tests {
     fn loops_have_headers() {
         let p = compile("fn f(n) { let s = 0\n for i in 0..n { s += i }\n let j = 0\n while j < n { j += 1 }\n s }");
         let proto = p.protos.iter().find(|p| &*p.name == "f").unwrap();
-        let an = analyse(proto, &Facts::default());
+        let an = analyse(proto, &Facts::default(), &window_params(proto));
         assert_eq!(an.headers.len(), 2, "{:?}", an.headers);
     }
 }

@@ -16,7 +16,7 @@ pub mod infer;
 pub mod params;
 pub mod translate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
@@ -120,6 +120,9 @@ enum Msg {
     Compile(Request),
     /// Compile `proto` again with the feedback gathered since its last compile.
     Recompile(Arc<Program>, ProtoId),
+    /// Compile `proto` again because a callee's direct variant changed (see
+    /// `Jit::direct_callers`).
+    Refresh(Arc<Program>, ProtoId),
     Stop,
 }
 
@@ -218,10 +221,18 @@ fn compile_loop(
         };
         match msg {
             Msg::Compile(req) => {
-                jit.compile(&req.program, req.proto, &req.params);
+                // A proto compiled early, as the callee of another, is not compiled again.
+                if !jit.compiled.contains_key(&req.proto.0) {
+                    jit.compile(&req.program, req.proto, &req.params);
+                }
                 drop(req.done);
             }
             Msg::Recompile(program, proto) => {
+                let params = jit.params_of(proto);
+                jit.compile(&program, proto, &params);
+                jit.refresh_callers(&program, proto);
+            }
+            Msg::Refresh(program, proto) => {
                 let params = jit.params_of(proto);
                 jit.compile(&program, proto, &params);
             }
@@ -281,6 +292,16 @@ struct Jit {
     /// Code compiled so far, by proto index, with the parameter tags of its first
     /// compile (recompiles keep them).
     compiled: HashMap<u32, (Arc<JitCode>, Vec<u8>)>,
+    /// The current direct variant of each proto that has one, with its parameter
+    /// types (see `translate::Variant`) and the type it returns, if only one.
+    direct: HashMap<u32, (FuncId, Vec<infer::Ty>, Option<infer::Ty>)>,
+    /// Per proto: the other protos whose code calls its direct variant, recompiled
+    /// when it is (so they call the new one).
+    direct_callers: HashMap<u32, HashSet<u32>>,
+    /// Functions defined so far (their names must be unique in the module).
+    defined: u64,
+    /// Compiles in progress that compile their callees first.
+    nesting: u32,
 }
 
 /// Rust functions generated code calls.
@@ -369,6 +390,14 @@ impl Jit {
         let mut flags = cranelift_codegen::settings::builder();
         flags.set("opt_level", "speed").ok()?;
         flags.set("unwind_info", "false").ok()?;
+        // The IR verifier costs about a third of compile time; debug builds (and so the
+        // test suite's unit tests) keep it.
+        let verify = if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        };
+        flags.set("enable_verifier", verify).ok()?;
         let isa = cranelift_native::builder()
             .ok()?
             .finish(cranelift_codegen::settings::Flags::new(flags))
@@ -393,6 +422,10 @@ impl Jit {
             imports,
             fields_at,
             compiled: HashMap::new(),
+            direct: HashMap::new(),
+            direct_callers: HashMap::new(),
+            defined: 0,
+            nesting: 0,
         })
     }
 
@@ -458,71 +491,75 @@ impl Jit {
             .map(|(slot, _)| *slot)
             .collect();
         let (sites, recompiles) = self.sites(id);
-        let facts = infer::Facts {
+        let mut facts = infer::Facts {
             hints: infer::hints_from_tags(params),
             math_slots: math,
             ..Default::default()
         }
         .with_sites(sites);
-        let an = infer::analyse(proto, &facts);
+        let an = infer::analyse(proto, &facts, &infer::window_params(proto));
         if an.types[0].is_none() {
             return self.refuse(program, id, "no code");
         }
+        self.compile_callees_first(program, id, &an);
+        // Only loop-free protos get a direct variant: a call costs them about as much as
+        // their body, while a proto with loops pays for its entry many times over and
+        // would only double its compile time.
+        let direct = an
+            .headers
+            .is_empty()
+            .then(|| infer::direct_params(proto, &facts));
+        let direct = direct.flatten().map(|ps| {
+            let (dan, own) = self.analyse_direct(program, id, &an, &mut facts, &ps);
+            (ps, dan, own)
+        });
+        let own = direct.as_ref().and_then(|d| d.2);
+        facts.results = self.call_results(program, id, &an, own);
+        let an = infer::analyse(proto, &facts, &infer::window_params(proto));
         let memory = self.memory.clone();
         let mut guard = memory.module.lock();
         let Some(module) = guard.as_mut() else {
             return;
         };
-        let mut ctx = module.make_context();
-        ctx.func.signature = self.proto_sig.clone();
-        ctx.func.name = UserFuncName::user(0, id.0);
-        let caches = {
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
-            let [module_vars, float_mod, array_get, array_set, array_len, field_cache_fill, sin, cos, exp, log] =
-                self.imports.refs(module, b.func);
-            let proto_sig = b.import_signature(self.proto_sig.clone());
-            let helpers = translate::Helpers {
-                module_vars,
-                float_mod,
-                array_get,
-                array_set,
-                array_len,
-                field_cache_fill,
-                math: [sin, cos, exp, log],
-                proto_sig,
+        let cc = module.isa().default_call_conv();
+        // The direct variant first: both variants' recursive calls use it.
+        let mut caches = Vec::new();
+        if let Some((ps, dan, own)) = direct {
+            let sig = translate::direct_signature(cc, &ps);
+            let name = format!("kiln_direct_{}_{}", id.0, self.defined);
+            let fid = match module.declare_function(&name, Linkage::Local, &sig) {
+                Ok(f) => f,
+                Err(e) => return self.refuse(program, id, &format!("declare: {e}")),
             };
-            let callees = known_callees(program, proto, &an);
-            let tables = translate::TableAddrs {
-                code: self.tables.code.as_ptr() as i64,
-                arity: self.tables.arity.as_ptr() as i64,
-                max_regs: self.tables.max_regs.as_ptr() as i64,
-            };
-            let layout = translate::Layout {
-                fields_at: self.fields_at,
-                tables,
-            };
-            let (b, c) =
-                translate::Translator::new(b, proto, &an, helpers, layout, callees).translate();
-            b.finalize(module.target_config());
-            c
-        };
-        if self.options.dump == Some(Dump::Clif) {
-            eprintln!("jit: IR of {}:\n{}", proto.name, ctx.func.display());
+            self.direct.insert(id.0, (fid, ps.clone(), own));
+            let variant = translate::Variant::Direct(ps);
+            match self.define(module, program, id, &dan, &variant, fid, sig) {
+                Ok(c) => caches.push(c),
+                Err(e) => {
+                    self.direct.remove(&id.0);
+                    return self.refuse(program, id, &e);
+                }
+            }
         }
-        ctx.set_disasm(self.options.dump == Some(Dump::Asm));
-        // Recompiles define a new function: names are unique per compile.
-        let name = format!("kiln_proto_{}_{recompiles}", id.0);
-        let fid = match module.declare_function(&name, Linkage::Local, &self.proto_sig) {
+        let name = format!("kiln_proto_{}_{}", id.0, self.defined);
+        self.defined += 1;
+        let sig = self.proto_sig.clone();
+        let fid = match module.declare_function(&name, Linkage::Local, &sig) {
             Ok(f) => f,
             Err(e) => return self.refuse(program, id, &format!("declare: {e}")),
         };
-        if let Err(e) = module.define_function(fid, &mut ctx) {
-            return self.refuse(program, id, &format!("cranelift: {e:?}"));
+        match self.define(
+            module,
+            program,
+            id,
+            &an,
+            &translate::Variant::Generic,
+            fid,
+            sig,
+        ) {
+            Ok(c) => caches.push(c),
+            Err(e) => return self.refuse(program, id, &e),
         }
-        if let Some(asm) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
-            eprintln!("jit: machine code of {}:\n{asm}", proto.name);
-        }
-        module.clear_context(&mut ctx);
         if let Err(e) = module.finalize_definitions() {
             return self.refuse(program, id, &format!("finalize: {e}"));
         }
@@ -567,7 +604,7 @@ impl Jit {
             // Recompiled: callers and entries switch to the new code; the old code
             // stays mapped (frames may still be running it).
             Some((code, _)) => {
-                code.caches.lock().push(caches);
+                code.caches.lock().extend(caches);
                 code.entry.store(entry, Ordering::Release);
             }
             None => {
@@ -584,7 +621,7 @@ impl Jit {
                     tables: self.tables.clone(),
                     program: Arc::downgrade(program),
                     _memory: self.memory.clone(),
-                    caches: Mutex::new(vec![caches]),
+                    caches: Mutex::new(caches),
                     counters: self.counters.clone(),
                     verbose: self.options.verbose,
                     name,
@@ -596,16 +633,193 @@ impl Jit {
         self.tables.code[i].store(entry as u64, Ordering::Release);
         self.installed(id);
     }
+    /// The analysis of the direct variant of `id` taking `params`, and the type it
+    /// returns if one. A recursive proto's own calls are assumed to return the type its
+    /// other returns give, if the analysis under that assumption agrees. `facts` get
+    /// the result types of calls (of other protos) the variant relies on.
+    fn analyse_direct(
+        &self,
+        program: &Program,
+        id: ProtoId,
+        an: &infer::Analysis,
+        facts: &mut infer::Facts,
+        params: &[infer::Ty],
+    ) -> (infer::Analysis, Option<infer::Ty>) {
+        let proto = program.proto(id);
+        facts.results = self.call_results(program, id, an, None);
+        let dan = infer::analyse(proto, facts, params);
+        let Some(t) = infer::return_type(proto, &dan) else {
+            return (dan, None);
+        };
+        let mut assumed = facts.clone();
+        assumed.results = self.call_results(program, id, an, Some(t));
+        if assumed.results.len() == facts.results.len() {
+            return (dan, Some(t));
+        }
+        let again = infer::analyse(proto, &assumed, params);
+        if infer::return_type(proto, &again) == Some(t) {
+            *facts = assumed;
+            (again, Some(t))
+        } else {
+            (dan, Some(t))
+        }
+    }
+
+    /// The calls of `id` (by pc) whose known callee's direct variant returns one type;
+    /// `own` is the type `id` itself returns, for its recursive calls.
+    fn call_results(
+        &self,
+        program: &Program,
+        id: ProtoId,
+        an: &infer::Analysis,
+        own: Option<infer::Ty>,
+    ) -> Vec<(u32, infer::Ty)> {
+        known_callees(program, id, an)
+            .iter()
+            .enumerate()
+            .filter_map(|(pc, k)| {
+                let k = k.as_ref()?;
+                let t = if k.proto == id.0 {
+                    own?
+                } else {
+                    self.direct.get(&k.proto)?.2?
+                };
+                Some((pc as u32, t))
+            })
+            .collect()
+    }
+
+    /// Compiles the known callees of `id` that are not compiled yet, so its calls find
+    /// their code (and direct variants) ready instead of leaving for the interpreter at
+    /// every call. Each is compiled for the argument types the call site has.
+    fn compile_callees_first(&mut self, program: &Arc<Program>, id: ProtoId, an: &infer::Analysis) {
+        if self.nesting >= params::MAX_CALLEE_NESTING {
+            return;
+        }
+        let proto = program.proto(id);
+        for (pc, k) in known_callees(program, id, an).iter().enumerate() {
+            let (Some(k), Some(st)) = (k, &an.types[pc]) else {
+                continue;
+            };
+            if k.proto == id.0 || self.compiled.contains_key(&k.proto) {
+                continue;
+            }
+            let a = proto.code[pc].a();
+            let tags: Vec<u8> = (0..k.nparams as usize)
+                .map(|i| infer::tag_of_ty(st[a + 1 + i]))
+                .collect();
+            let callee = ProtoId(k.proto);
+            program.proto(callee).jit.claim();
+            self.nesting += 1;
+            self.compile(program, callee, &tags);
+            self.nesting -= 1;
+        }
+    }
+
+    /// `id` was recompiled: the protos calling its direct variant are compiled again to
+    /// call the new one.
+    fn refresh_callers(&self, program: &Arc<Program>, id: ProtoId) {
+        for &caller in self.direct_callers.get(&id.0).into_iter().flatten() {
+            let _ = self
+                .tables
+                .requests
+                .send(Msg::Refresh(program.clone(), ProtoId(caller)));
+        }
+    }
+
+    /// Translates one variant of proto `id` and defines it as function `fid`; returns
+    /// the inline-cache words its code uses.
+    #[allow(clippy::too_many_arguments)]
+    fn define(
+        &mut self,
+        module: &mut JITModule,
+        program: &Program,
+        id: ProtoId,
+        an: &infer::Analysis,
+        variant: &translate::Variant,
+        fid: FuncId,
+        sig: Signature,
+    ) -> Result<translate::Caches, String> {
+        let proto = program.proto(id);
+        let mut ctx = module.make_context();
+        ctx.func.signature = sig;
+        ctx.func.name = UserFuncName::user(0, id.0);
+        let caches = {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
+            let [module_vars, float_mod, array_get, array_set, array_len, field_cache_fill, sin, cos, exp, log] =
+                self.imports.refs(module, b.func);
+            let proto_sig = b.import_signature(self.proto_sig.clone());
+            let helpers = translate::Helpers {
+                module_vars,
+                float_mod,
+                array_get,
+                array_set,
+                array_len,
+                field_cache_fill,
+                math: [sin, cos, exp, log],
+                proto_sig,
+            };
+            let mut callees = known_callees(program, id, an);
+            let mut refs = HashMap::new();
+            for k in callees.iter_mut().flatten() {
+                let Some((callee_fid, params, _)) = self.direct.get(&k.proto) else {
+                    continue;
+                };
+                let func = *refs
+                    .entry(k.proto)
+                    .or_insert_with(|| module.declare_func_in_func(*callee_fid, b.func));
+                k.direct = Some(translate::DirectCallee {
+                    func,
+                    params: params.clone(),
+                });
+                if k.proto != id.0 {
+                    self.direct_callers.entry(k.proto).or_default().insert(id.0);
+                }
+            }
+            let tables = translate::TableAddrs {
+                code: self.tables.code.as_ptr() as i64,
+                arity: self.tables.arity.as_ptr() as i64,
+                max_regs: self.tables.max_regs.as_ptr() as i64,
+            };
+            let layout = translate::Layout {
+                fields_at: self.fields_at,
+                tables,
+            };
+            let (b, c) =
+                translate::Translator::new(b, proto, an, helpers, layout, callees, variant)
+                    .translate();
+            b.finalize(module.target_config());
+            c
+        };
+        let which = match variant {
+            translate::Variant::Generic => "",
+            translate::Variant::Direct(_) => " (direct)",
+        };
+        if self.options.dump == Some(Dump::Clif) {
+            eprintln!("jit: IR of {}{which}:\n{}", proto.name, ctx.func.display());
+        }
+        ctx.set_disasm(self.options.dump == Some(Dump::Asm));
+        module
+            .define_function(fid, &mut ctx)
+            .map_err(|e| format!("cranelift: {e:?}"))?;
+        if let Some(asm) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            eprintln!("jit: machine code of {}{which}:\n{asm}", proto.name);
+        }
+        module.clear_context(&mut ctx);
+        Ok(caches)
+    }
 }
 
 /// What each call site of `proto` can know about its callee before running.
 fn known_callees(
     program: &Program,
-    proto: &kiln_vm::program::Proto,
+    id: ProtoId,
     an: &infer::Analysis,
 ) -> Vec<Option<translate::Callee>> {
+    let proto = program.proto(id);
     let module = program.module(proto.module);
     let fns = infer::module_functions(program.proto(module.main), &module.consts);
+    let this = id.0;
     infer::known_callees(proto, &an.leaders, &fns)
         .into_iter()
         .map(|id| {
@@ -617,6 +831,8 @@ fn known_callees(
                 proto: id?,
                 nparams: p.nparams,
                 max_regs: p.max_regs,
+                direct: None,
+                recursive: id? == this,
             })
         })
         .collect()

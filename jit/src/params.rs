@@ -44,3 +44,12 @@ pub const MAX_RECOMPILES: u32 = 6;
 /// for its entry and exit many times over; one that leaves before doing anything does
 /// not.
 pub const STEPS_PER_EXIT: u64 = 64;
+
+/// Parameters a direct variant (see `translate::Variant`) takes at most. With the five
+/// fixed arguments, six typed parameters still travel in registers on x86-64 (floats
+/// have their own eight); beyond that the generic entry is as good.
+pub const MAX_DIRECT_PARAMS: usize = 6;
+
+/// How deep compiling a proto compiles its callees first (callees of callees, ...).
+/// Hot code's callees are hot too; deeper ones are left to their own counters.
+pub const MAX_CALLEE_NESTING: u32 = 3;

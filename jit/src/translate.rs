@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicU64;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F64, I16, I32, I64, I8};
 use cranelift_codegen::ir::{self, Block, FuncRef, InstBuilder, MemFlagsData, SigRef};
+use cranelift_codegen::isa;
 use cranelift_frontend::{FunctionBuilder, Switch, Variable};
 use kiln_vm::bytecode::opc;
 use kiln_vm::program::{Constant, Proto};
@@ -71,11 +72,65 @@ pub struct Translator<'a, 'f> {
     done: bool,
     caches: Caches,
     layout: Layout,
-    /// Compiled calls that may still nest, in units of `DEPTH_ONE` (the high half of
-    /// the `entry` argument; the low half is masked off).
+    /// Compiled calls that may still nest below a callee of this frame, in units of
+    /// `DEPTH_ONE` (the high half of the `entry` argument, less one): negative when
+    /// this frame may not call.
     depth: ir::Value,
     /// Per pc: the callee a `Call` was compiled for, if known.
     callees: Vec<Option<Callee>>,
+    /// This is a direct variant (see [`Variant`]).
+    direct: bool,
+    /// The proto pushes error handlers (see `read_after_exit`).
+    has_handlers: bool,
+    /// Per register: its window slot's tag (`i8`) and payload (`i64`) as SSA values,
+    /// when this code just stored or loaded them there, so reading the slot back needs
+    /// no load. Cleared when the register is written and at every block leader.
+    mirror: Vec<Option<(ir::Value, ir::Value)>>,
+    /// Mirrors the current instruction made, valid once its writes are cleared.
+    fresh: Vec<(usize, (ir::Value, ir::Value))>,
+}
+
+/// The callee's proto id as a call's unwinding records it.
+#[derive(Clone, Copy)]
+enum CalleeProto {
+    /// Checked to be this one before the call.
+    Known(u32),
+    /// Loaded from the closure.
+    Loaded(ir::Value),
+}
+
+/// The two entries a proto can have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Entered by the interpreter at pc 0 or a loop header, with the arguments in the
+    /// window; the value is returned in `regs[-1]` (signature in `abi`).
+    Generic,
+    /// Entered only by compiled callers that know the callee, at pc 0. Parameters of
+    /// the listed types travel as machine arguments (`Mem` ones in the window), and the
+    /// value comes back in registers: see [`direct_signature`].
+    Direct(Vec<Ty>),
+}
+
+/// The signature of a direct variant taking `params`:
+/// `(ctx, regs, module, module_vars, depth, typed params...) -> (status | tag << 8,
+/// payload)`, where `depth` is in units of `DEPTH_ONE`.
+pub fn direct_signature(cc: isa::CallConv, params: &[Ty]) -> ir::Signature {
+    let mut sig = ir::Signature::new(cc);
+    sig.params.extend((0..5).map(|_| ir::AbiParam::new(I64)));
+    for t in params.iter().filter(|t| t.is_typed()) {
+        let ty = if *t == Ty::Float { F64 } else { I64 };
+        sig.params.push(ir::AbiParam::new(ty));
+    }
+    sig.returns.push(ir::AbiParam::new(I64));
+    sig.returns.push(ir::AbiParam::new(I64));
+    sig
+}
+
+/// A callee's direct variant, as a call site sees it.
+#[derive(Clone, Debug)]
+pub struct DirectCallee {
+    pub func: FuncRef,
+    pub params: Vec<Ty>,
 }
 
 /// Addresses and offsets baked into the code as constants.
@@ -98,13 +153,17 @@ pub struct TableAddrs {
 }
 
 /// What a call site knows about its callee ahead of time (see `infer::known_callees`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Callee {
     pub proto: u32,
     /// Its parameter count, when calls with that many arguments need no interpreter
     /// help (no defaults or rest parameter).
     pub nparams: u8,
     pub max_regs: u16,
+    /// Its direct variant, when one was compiled before this code.
+    pub direct: Option<DirectCallee>,
+    /// The call is of the proto being compiled.
+    pub recursive: bool,
 }
 
 /// The inline-cache words of one compiled version: one per field access, initially
@@ -180,6 +239,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         h: Helpers,
         layout: Layout,
         callees: Vec<Option<Callee>>,
+        variant: &Variant,
     ) -> Self {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -188,20 +248,28 @@ impl<'a, 'f> Translator<'a, 'f> {
         let n = proto.max_regs as usize;
         let vi = (0..n).map(|_| b.declare_var(I64)).collect();
         let vf = (0..n).map(|_| b.declare_var(F64)).collect();
-        let depth = b.ins().band_imm_s(p[5], !0xFFFF_FFFF);
-        let entry_pc = b.ins().ireduce(I32, p[5]);
+        let direct = matches!(variant, Variant::Direct(_));
+        // Generic: (ctx, regs, closure, module, mvars, depth | entry pc); direct: (ctx,
+        // regs, module, mvars, depth, params...).
+        let (module, mvars, depth) = if direct {
+            (p[2], p[3], p[4])
+        } else {
+            let depth = b.ins().band_imm_s(p[5], !0xFFFF_FFFF);
+            (p[3], p[4], depth)
+        };
+        let depth = b.ins().iadd_imm_s(depth, -DEPTH_ONE);
         let blocks = (0..proto.code.len())
             .map(|pc| (an.leaders[pc] && an.types[pc].is_some()).then(|| b.create_block()))
             .collect();
-        Translator {
+        let mut t = Translator {
             b,
             proto,
             an,
             h,
             ctx: p[0],
             regs: p[1],
-            module: p[3],
-            mvars: p[4],
+            module,
+            mvars,
             vi,
             vf,
             blocks,
@@ -213,8 +281,30 @@ impl<'a, 'f> Translator<'a, 'f> {
             layout,
             depth,
             callees,
+            direct,
+            has_handlers: proto.code.iter().any(|i| i.op_byte() == opc::PushHandler),
+            mirror: vec![None; n],
+            fresh: Vec::new(),
+        };
+        match variant {
+            Variant::Generic => {
+                let entry_pc = t.b.ins().ireduce(I32, p[5]);
+                t.with_entry_switch(entry_pc)
+            }
+            Variant::Direct(params) => t.with_params(params, &p[5..]),
         }
-        .with_entry_switch(entry_pc)
+    }
+
+    /// The direct entry: typed parameters arrive as machine arguments.
+    fn with_params(mut self, params: &[Ty], args: &[ir::Value]) -> Self {
+        self.st = vec![Ty::Unset; self.proto.max_regs as usize];
+        self.st[..params.len()].copy_from_slice(params);
+        let typed = params.iter().enumerate().filter(|(_, t)| t.is_typed());
+        for ((r, &t), &v) in typed.zip(args) {
+            self.def(r, t, v);
+        }
+        self.jump_to(0);
+        self
     }
 
     /// The entry: pc 0, or one of the loop headers (on-stack replacement).
@@ -251,7 +341,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         let pc = self.b.ins().uextend(I64, entry_pc);
         self.b.ins().store(mem(), pc, self.ctx, CTX_EXIT_PC);
         let s = self.b.ins().iconst(I32, EXITED as i64);
-        self.b.ins().return_(&[s]);
+        self.leave(s);
         self
     }
 
@@ -290,6 +380,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 }
                 self.b.switch_to_block(blk);
                 self.st = state.clone();
+                self.mirror.fill(None);
                 self.done = false;
                 let steps = self.an.charge[pc];
                 if steps > 0 {
@@ -307,22 +398,34 @@ impl<'a, 'f> Translator<'a, 'f> {
     // ----- registers -------------------------------------------------------------
 
     fn load_tag(&mut self, r: usize) -> ir::Value {
-        self.b.ins().load(I8, mem(), self.regs, off(r))
+        match self.mirror[r] {
+            Some((tag, _)) => tag,
+            None => self.b.ins().load(I8, mem(), self.regs, off(r)),
+        }
+    }
+
+    /// The 8 payload bytes of register `r`'s window slot.
+    fn load_word(&mut self, r: usize) -> ir::Value {
+        match self.mirror[r] {
+            Some((_, word)) => word,
+            None => self.b.ins().load(I64, mem(), self.regs, off(r) + PAYLOAD),
+        }
     }
 
     fn load_payload(&mut self, r: usize, t: Ty) {
         match t {
             Ty::Int => {
-                let v = self.b.ins().load(I64, mem(), self.regs, off(r) + PAYLOAD);
+                let v = self.load_word(r);
                 self.b.def_var(self.vi[r], v);
             }
             Ty::Bool => {
-                let v = self.b.ins().load(I8, mem(), self.regs, off(r) + PAYLOAD);
-                let v = self.b.ins().uextend(I64, v);
+                let v = self.load_word(r);
+                let v = self.b.ins().band_imm_s(v, 0xFF);
                 self.b.def_var(self.vi[r], v);
             }
             Ty::Float => {
-                let v = self.b.ins().load(F64, mem(), self.regs, off(r) + PAYLOAD);
+                let v = self.load_word(r);
+                let v = self.b.ins().bitcast(F64, MemFlagsData::new(), v);
                 self.b.def_var(self.vf[r], v);
             }
             _ => {}
@@ -356,12 +459,19 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.store_value(regs, off(r), r, t);
     }
 
-    /// Copies a whole `Value` (16 bytes) between two places.
-    fn copy_value(&mut self, from: ir::Value, from_off: i32, to: ir::Value, to_off: i32) {
+    /// Copies a whole `Value` (16 bytes) between two places; returns its two words.
+    fn copy_value(
+        &mut self,
+        from: ir::Value,
+        from_off: i32,
+        to: ir::Value,
+        to_off: i32,
+    ) -> (ir::Value, ir::Value) {
         let lo = self.b.ins().load(I64, mem(), from, from_off);
         let hi = self.b.ins().load(I64, mem(), from, from_off + 8);
         self.b.ins().store(mem(), lo, to, to_off);
         self.b.ins().store(mem(), hi, to, to_off + 8);
+        (lo, hi)
     }
 
     /// Register `r` as type `want` (int or float). A memory register is first checked
@@ -509,6 +619,26 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.guard_exit(ok, pc, FUEL_EXIT);
     }
 
+    /// Whether the interpreter, resuming at `pc`, may read register `r` before writing
+    /// it: a typed register that is not is left unstored at an exit, which keeps
+    /// values out of the exit paths (fewer stores, shorter live ranges). Error handlers
+    /// are not edges of the analysed flow, so a proto with any keeps every register.
+    fn read_after_exit(&self, pc: usize, r: usize) -> bool {
+        self.has_handlers || self.an.live[pc][r]
+    }
+
+    /// Returns `status` (an `i32`, not [`RETURNED`]) in this variant's convention.
+    fn leave(&mut self, status: ir::Value) {
+        if self.direct {
+            // No payload: the word again, rather than a constant Cranelift would keep
+            // in a register across the whole function.
+            let word = self.b.ins().uextend(I64, status);
+            self.b.ins().return_(&[word, word]);
+        } else {
+            self.b.ins().return_(&[status]);
+        }
+    }
+
     fn guard_exit(&mut self, ok: ir::Value, pc: usize, flag: i64) {
         let exit = self.exit_block(pc, flag);
         let cont = self.b.create_block();
@@ -561,14 +691,14 @@ impl<'a, 'f> Translator<'a, 'f> {
                 } => {
                     self.b.switch_to_block(block);
                     for (r, t) in state.iter().enumerate() {
-                        if t.is_typed() {
+                        if t.is_typed() && self.read_after_exit(pc, r) {
                             self.spill(r, *t);
                         }
                     }
                     let pcv = self.b.ins().iconst(I64, pc as i64 | flag);
                     self.b.ins().store(mem(), pcv, self.ctx, CTX_EXIT_PC);
                     let s = self.b.ins().iconst(I32, EXITED as i64);
-                    self.b.ins().return_(&[s]);
+                    self.leave(s);
                 }
             }
         }
@@ -630,7 +760,9 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let ok = self.b.ins().icmp_imm_s(IntCC::NotEqual, tag, TAG_UNDEF);
                 self.guard(ok, pc);
                 let (mvars, regs) = (self.mvars, self.regs);
-                self.copy_value(mvars, disp, regs, off(a));
+                let (lo, hi) = self.copy_value(mvars, disp, regs, off(a));
+                let tag = self.b.ins().ireduce(I8, lo);
+                self.fresh.push((a, (tag, hi)));
                 self.st[a] = Ty::Mem;
             }
             opc::SetModule => {
@@ -726,12 +858,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
             opc::Test => {
                 let t = self.truthy(a);
-                let cond = if c != 0 {
-                    t
-                } else {
-                    self.b.ins().bxor_imm_s(t, 1)
-                };
-                self.branch_flow(cond, flow);
+                self.branch_flow_when(t, c != 0, flow);
             }
             opc::TestEq | opc::TestLt | opc::TestLe | opc::TestGt | opc::TestGe => {
                 let rel = match op {
@@ -742,12 +869,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                     _ => opc::Ge,
                 };
                 let holds = self.compare(rel, a, b, after[a], pc);
-                let cond = if c != 0 {
-                    holds
-                } else {
-                    self.b.ins().bxor_imm_s(holds, 1)
-                };
-                self.branch_flow(cond, flow);
+                self.branch_flow_when(holds, c != 0, flow);
             }
             opc::ForPrep | opc::ForPrepIncl => self.for_prep(a, pc, flow, op == opc::ForPrepIncl),
             opc::ForLoop | opc::ForLoopIncl => self.for_loop(a, pc, flow, op == opc::ForLoopIncl),
@@ -787,7 +909,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.copy_value(builtins, off(ins.bx()), regs, off(a));
                 self.st[a] = after[a];
             }
-            opc::Call if after[a] == Ty::Int => {
+            opc::Call if infer::is_len_call(ins, &self.st, &self.an.facts, pc) => {
                 // `len(array)` (see `infer::is_len_call`).
                 let obj = self.object(a + 1, TAG_ARRAY, pc);
                 let call = self.b.ins().call(self.h.array_len, &[obj]);
@@ -825,6 +947,11 @@ impl<'a, 'f> Translator<'a, 'f> {
                 }
             }
             opc::CallMethod => self.math_call(ins, pc),
+            opc::Return if self.direct => {
+                let (word, payload) = self.return_value(a, b);
+                self.b.ins().return_(&[word, payload]);
+                self.done = true;
+            }
             opc::Return => {
                 let regs = self.regs;
                 if b == 0 {
@@ -833,7 +960,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 } else {
                     match self.st[a] {
                         Ty::Mem | Ty::Math | Ty::Len | Ty::Unset => {
-                            self.copy_value(regs, off(a), regs, -VALUE_SIZE)
+                            self.copy_value(regs, off(a), regs, -VALUE_SIZE);
                         }
                         t => self.store_value(regs, -VALUE_SIZE, a, t),
                     }
@@ -847,6 +974,39 @@ impl<'a, 'f> Translator<'a, 'f> {
         if !self.done {
             self.st = after;
         }
+        for w in infer::writes(ins, self.mirror.len()) {
+            self.mirror[w] = None;
+        }
+        for (r, m) in std::mem::take(&mut self.fresh) {
+            self.mirror[r] = Some(m);
+        }
+    }
+
+    /// The value a direct variant returns for `Return a b`: `(tag << 8, payload)`
+    /// ([`RETURNED`] is 0).
+    fn return_value(&mut self, a: usize, b: usize) -> (ir::Value, ir::Value) {
+        if b == 0 {
+            let word = self.b.ins().iconst(I64, TAG_NIL << 8);
+            let zero = self.b.ins().iconst(I64, 0);
+            return (word, zero);
+        }
+        let t = self.st[a];
+        if !t.is_typed() {
+            let tag = self.load_tag(a);
+            let tag = self.b.ins().uextend(I64, tag);
+            let word = self.b.ins().ishl_imm_s(tag, 8);
+            return (word, self.load_word(a));
+        }
+        let word = self.b.ins().iconst(I64, tag_of(t) << 8);
+        let payload = match t {
+            Ty::Float => {
+                let v = self.b.use_var(self.vf[a]);
+                self.b.ins().bitcast(I64, MemFlagsData::new(), v)
+            }
+            Ty::Nil => self.b.ins().iconst(I64, 0),
+            _ => self.b.use_var(self.vi[a]),
+        };
+        (word, payload)
     }
 
     /// `for v in array`: the element at the cursor into `R[a+2]` and the cursor moved
@@ -870,7 +1030,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         let t = self.load_tag(r);
         let ok = self.b.ins().icmp_imm_s(IntCC::Equal, t, tag);
         self.guard_type(ok, pc, r);
-        self.b.ins().load(I64, mem(), self.regs, off(r) + PAYLOAD)
+        self.load_word(r)
     }
 
     /// The address of register `r`'s window slot, after storing it there if it is
@@ -970,8 +1130,18 @@ impl<'a, 'f> Translator<'a, 'f> {
     }
 
     fn branch_flow(&mut self, cond: ir::Value, flow: Flow) {
+        self.branch_flow_when(cond, true, flow);
+    }
+
+    /// The branch of a test that is taken when `cond` is `expect` (swapping the targets
+    /// instead of negating the condition, which Cranelift would keep as an `xor`).
+    fn branch_flow_when(&mut self, cond: ir::Value, expect: bool, flow: Flow) {
         if let Flow::Branch { taken, skip } = flow {
-            self.branch(cond, taken, skip);
+            if expect {
+                self.branch(cond, taken, skip);
+            } else {
+                self.branch(cond, skip, taken);
+            }
         }
     }
 
@@ -1188,6 +1358,12 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// the way out (see `abi`). Anything else exits before the call and the interpreter
     /// makes it.
     fn call(&mut self, a: usize, nargs: usize, pc: usize) {
+        let known = self.callees[pc]
+            .clone()
+            .filter(|k| k.nparams as usize == nargs);
+        if let Some(k) = known.clone().filter(|k| self.fits_direct(a, k)) {
+            return self.call_direct(a, pc, k);
+        }
         for r in a + 1..=a + nargs {
             let t = self.st[r];
             if t.is_typed() {
@@ -1196,72 +1372,63 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
         }
         let before = self.st.clone();
-        let tag = self.load_tag(a);
-        let is_fn = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_FUNC);
-        self.guard_expected(is_fn, pc);
-        let callee = self.b.ins().load(I64, mem(), self.regs, off(a) + PAYLOAD);
-        let proto = self.b.ins().load(I32, mem(), callee, CLOSURE_PROTO);
-        let proto = self.b.ins().uextend(I64, proto);
-        let known = self.callees[pc].filter(|k| k.nparams as usize == nargs);
-        let (code, frame_bytes) = match known {
+        let (proto, code, frame_bytes, module, mvars) = match known.clone() {
+            // The callee this call site was compiled for: arity, frame size and module
+            // (the caller's: module functions are declared in it) are known.
             Some(k) => {
-                // The callee this call site was compiled for: arity and frame size are
-                // known, the code pointer is one load.
-                let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, k.proto as i64);
-                self.guard_expected(right, pc);
-                let at = self.layout.tables.code + k.proto as i64 * 8;
-                let addr = self.b.ins().iconst(I64, at);
-                let code = self.b.ins().load(I64, mem(), addr, 0);
+                let (proto, code) = self.known_proto(a, &k, pc);
                 let bytes = self
                     .b
                     .ins()
                     .iconst(I64, k.max_regs as i64 * VALUE_SIZE as i64);
-                (code, bytes)
+                (proto, code, bytes, self.module, self.mvars)
             }
-            None => self.callee_from_tables(proto, nargs, pc),
+            None => self.callee_from_tables(a, nargs, pc),
         };
-        let compiled = self.b.ins().icmp_imm_s(IntCC::NotEqual, code, 0);
-        self.guard_expected(compiled, pc);
-        let room = self.b.ins().icmp_imm_s(IntCC::NotEqual, self.depth, 0);
-        let depth_less = self.b.ins().iadd_imm_s(self.depth, -DEPTH_ONE);
-        self.guard_expected(room, pc);
-        self.charge(1, pc);
-        // Register stack room for the callee's window?
-        let callee_regs = self.b.ins().iadd_imm_s(self.regs, off(a + 1) as i64);
-        let end = self.b.ins().iadd(callee_regs, frame_bytes);
-        let stack_end = self.b.ins().load(I64, mem(), self.ctx, CTX_STACK_END);
-        let fits = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedLessThanOrEqual, end, stack_end);
-        self.guard_expected(fits, pc);
-        // The callee's module variables: ours, or looked up.
-        let callee_module = self.b.ins().load(I64, mem(), callee, CLOSURE_MODULE);
-        let same = self.b.ins().icmp(IntCC::Equal, callee_module, self.module);
-        let other = self.b.create_block();
-        let join = self.b.create_block();
-        let mvars_param = self.b.append_block_param(join, I64);
-        self.b
-            .ins()
-            .brif(same, join, &[self.mvars.into()], other, &[]);
-        self.b.switch_to_block(other);
-        let call = self.b.ins().call(self.h.module_vars, &[callee_module]);
-        let looked_up = self.b.inst_results(call)[0];
-        self.b.ins().jump(join, &[looked_up.into()]);
-        self.b.switch_to_block(join);
+        let callee_regs = self.enter_frame(a, frame_bytes, pc);
+        let callee = self.load_word(a);
+        let depth_less = self.depth;
         let status = self.b.ins().call_indirect(
             self.h.proto_sig,
             code,
-            &[
-                self.ctx,
-                callee_regs,
-                callee,
-                callee_module,
-                mvars_param,
-                depth_less,
-            ],
+            &[self.ctx, callee_regs, callee, module, mvars, depth_less],
         );
         let status = self.b.inst_results(status)[0];
+        let proto = match known {
+            Some(k) => CalleeProto::Known(k.proto),
+            None => CalleeProto::Loaded(proto),
+        };
+        self.after_call(status, &before, a, pc, proto);
+        self.typed_result(a, pc);
+    }
+
+    /// After a call returned into `R[a]`: if the analysis expects one type there (see
+    /// `Facts::results`), checks it, failing to the instruction after the call, and
+    /// unboxes it.
+    fn typed_result(&mut self, a: usize, pc: usize) {
+        let t = self.after[a];
+        if !t.is_typed() {
+            return;
+        }
+        self.st = self.after.clone();
+        self.st[a] = Ty::Mem;
+        let tag = self.load_tag(a);
+        let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
+        self.guard_type(ok, pc + 1, a);
+        self.load_payload(a, t);
+        self.st[a] = t;
+    }
+
+    /// Continues if the callee returned (`status` is [`RETURNED`]); otherwise records
+    /// the call and leaves with the callee's status.
+    fn after_call(
+        &mut self,
+        status: ir::Value,
+        before: &[Ty],
+        a: usize,
+        pc: usize,
+        proto: CalleeProto,
+    ) {
         let returned = self
             .b
             .ins()
@@ -1271,19 +1438,155 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.b.set_cold_block(stop);
         self.b.ins().brif(returned, cont, &[], stop, &[]);
         self.b.switch_to_block(stop);
-        self.unwind_call(&before, a, pc, callee_regs, proto);
-        self.b.ins().return_(&[status]);
+        self.unwind_call(before, a, pc, proto);
+        let status = match self.b.func.dfg.value_type(status) {
+            I32 => status,
+            _ => self.b.ins().ireduce(I32, status),
+        };
+        self.leave(status);
         self.b.switch_to_block(cont);
     }
 
-    /// The code pointer and frame size of a callee known only at run time, checking
-    /// that a call with `nargs` arguments needs no interpreter help.
+    /// Whether the call at `R[a]` can use `k`'s direct variant: each parameter it takes
+    /// typed gets a value of that type (a memory register is checked at the call).
+    fn fits_direct(&self, a: usize, k: &Callee) -> bool {
+        let Some(d) = &k.direct else { return false };
+        d.params.iter().enumerate().all(|(i, &p)| {
+            let t = self.st[a + 1 + i];
+            !p.is_typed() || t == p || (t.unknown() && matches!(p, Ty::Int | Ty::Float))
+        })
+    }
+
+    /// A call of the known callee `k` through its direct variant: typed arguments in
+    /// machine registers, the value returned in registers (and mirrored into `R[a]`).
+    fn call_direct(&mut self, a: usize, pc: usize, k: Callee) {
+        let d = k.direct.clone().expect("fits_direct checked it");
+        let mut args = Vec::new();
+        for (i, &p) in d.params.iter().enumerate() {
+            let r = a + 1 + i;
+            if p.is_typed() {
+                args.push(self.num_as(r, p, p, pc));
+            }
+        }
+        for (i, &p) in d.params.iter().enumerate() {
+            let r = a + 1 + i;
+            if !p.is_typed() && self.st[r].is_typed() {
+                self.spill(r, self.st[r]);
+                self.st[r] = Ty::Mem;
+            }
+        }
+        let before = self.st.clone();
+        self.known_proto(a, &k, pc);
+        let bytes = self
+            .b
+            .ins()
+            .iconst(I64, k.max_regs as i64 * VALUE_SIZE as i64);
+        let callee_regs = self.enter_frame(a, bytes, pc);
+        let mut all = vec![self.ctx, callee_regs, self.module, self.mvars, self.depth];
+        all.extend(args);
+        let call = self.b.ins().call(d.func, &all);
+        let (word, payload) = (self.b.inst_results(call)[0], self.b.inst_results(call)[1]);
+        let status = self.b.ins().band_imm_s(word, 0xFF);
+        self.after_call(status, &before, a, pc, CalleeProto::Known(k.proto));
+        let tag = self.b.ins().ushr_imm_s(word, 8);
+        let tag = self.b.ins().ireduce(I8, tag);
+        let t = self.after[a];
+        if !t.is_typed() {
+            self.b.ins().store(mem(), tag, self.regs, off(a));
+            self.b
+                .ins()
+                .store(mem(), payload, self.regs, off(a) + PAYLOAD);
+            self.mirror[a] = Some((tag, payload));
+            self.fresh.push((a, (tag, payload)));
+            return;
+        }
+        // The expected type stays unboxed; anything else is boxed into `R[a]` on the
+        // way to the interpreter, which resumes after the call.
+        self.st = self.after.clone();
+        self.st[a] = Ty::Mem;
+        let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
+        let exit = self.exit_block(pc + 1, (a as i64 + 1) << EXIT_REG_SHIFT);
+        let (cont, boxed) = (self.b.create_block(), self.b.create_block());
+        self.b.set_cold_block(boxed);
+        self.b.ins().brif(ok, cont, &[], boxed, &[]);
+        self.b.switch_to_block(boxed);
+        self.b.ins().store(mem(), tag, self.regs, off(a));
+        self.b
+            .ins()
+            .store(mem(), payload, self.regs, off(a) + PAYLOAD);
+        self.b.ins().jump(exit, &[]);
+        self.fill_pending();
+        self.b.switch_to_block(cont);
+        self.mirror[a] = Some((tag, payload));
+        self.load_payload(a, t);
+        self.mirror[a] = None;
+        self.st[a] = t;
+    }
+
+    /// The proto of the function in `R[a]` (the interpreter makes calls of anything
+    /// else).
+    fn callee_proto(&mut self, a: usize, pc: usize) -> ir::Value {
+        let tag = self.load_tag(a);
+        let is_fn = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_FUNC);
+        self.guard_expected(is_fn, pc);
+        let callee = self.load_word(a);
+        let proto = self.b.ins().load(I32, mem(), callee, CLOSURE_PROTO);
+        self.b.ins().uextend(I64, proto)
+    }
+
+    /// Guards that a code pointer is set (the callee is compiled and not left to the
+    /// interpreter).
+    fn guard_compiled(&mut self, code: ir::Value, pc: usize) {
+        let compiled = self.b.ins().icmp_imm_s(IntCC::NotEqual, code, 0);
+        self.guard_expected(compiled, pc);
+    }
+
+    /// The proto and code pointer of the callee in `R[a]`, checked to be `k`'s and to
+    /// be compiled; otherwise the interpreter makes the call.
+    fn known_proto(&mut self, a: usize, k: &Callee, pc: usize) -> (ir::Value, ir::Value) {
+        let proto = self.callee_proto(a, pc);
+        let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, k.proto as i64);
+        self.guard_expected(right, pc);
+        let at = self.layout.tables.code + k.proto as i64 * 8;
+        let addr = self.b.ins().iconst(I64, at);
+        let code = self.b.ins().load(I64, mem(), addr, 0);
+        // Code calling itself is running, so it is not left to the interpreter yet.
+        if !k.recursive {
+            self.guard_compiled(code, pc);
+        }
+        (proto, code)
+    }
+
+    /// The checks every compiled call makes before it calls (nesting depth, fuel, room
+    /// for the callee's `frame_bytes` of registers); returns the callee's window.
+    fn enter_frame(&mut self, a: usize, frame_bytes: ir::Value, pc: usize) -> ir::Value {
+        let room = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, self.depth, 0);
+        self.guard_expected(room, pc);
+        self.charge(1, pc);
+        let callee_regs = self.b.ins().iadd_imm_s(self.regs, off(a + 1) as i64);
+        let end = self.b.ins().iadd(callee_regs, frame_bytes);
+        let stack_end = self.b.ins().load(I64, mem(), self.ctx, CTX_STACK_END);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, end, stack_end);
+        self.guard_expected(fits, pc);
+        callee_regs
+    }
+
+    /// For a callee known only at run time: its proto, code pointer, frame size,
+    /// module and module variables, checking that a call with `nargs` arguments needs
+    /// no interpreter help.
     fn callee_from_tables(
         &mut self,
-        proto: ir::Value,
+        a: usize,
         nargs: usize,
         pc: usize,
-    ) -> (ir::Value, ir::Value) {
+    ) -> (ir::Value, ir::Value, ir::Value, ir::Value, ir::Value) {
+        let proto = self.callee_proto(a, pc);
         let t = self.layout.tables;
         let slot = self.b.ins().ishl_imm_s(proto, 3);
         let addr = self.b.ins().iadd_imm_s(slot, t.code);
@@ -1292,29 +1595,44 @@ impl<'a, 'f> Translator<'a, 'f> {
         let arity = self.b.ins().load(I8, mem(), addr, 0);
         let fits = self.b.ins().icmp_imm_s(IntCC::Equal, arity, nargs as i64);
         self.guard_expected(fits, pc);
+        self.guard_compiled(code, pc);
         let slot = self.b.ins().ishl_imm_s(proto, 1);
         let addr = self.b.ins().iadd_imm_s(slot, t.max_regs);
         let max_regs = self.b.ins().load(I16, mem(), addr, 0);
         let max_regs = self.b.ins().uextend(I64, max_regs);
         let bytes = self.b.ins().imul_imm_s(max_regs, VALUE_SIZE as i64);
-        (code, bytes)
+        // The callee's module variables: ours, or looked up.
+        let callee = self.load_word(a);
+        let module = self.b.ins().load(I64, mem(), callee, CLOSURE_MODULE);
+        let same = self.b.ins().icmp(IntCC::Equal, module, self.module);
+        let other = self.b.create_block();
+        let join = self.b.create_block();
+        let mvars = self.b.append_block_param(join, I64);
+        self.b
+            .ins()
+            .brif(same, join, &[self.mvars.into()], other, &[]);
+        self.b.switch_to_block(other);
+        let call = self.b.ins().call(self.h.module_vars, &[module]);
+        let looked_up = self.b.inst_results(call)[0];
+        self.b.ins().jump(join, &[looked_up.into()]);
+        self.b.switch_to_block(join);
+        (proto, code, bytes, module, mvars)
     }
 
     /// The callee at `R[a]` stopped: store this frame's typed registers (those below
     /// the call, as they were before it) and append the call to the shadow list.
-    fn unwind_call(
-        &mut self,
-        before: &[Ty],
-        a: usize,
-        pc: usize,
-        callee_regs: ir::Value,
-        proto: ir::Value,
-    ) {
+    fn unwind_call(&mut self, before: &[Ty], a: usize, pc: usize, proto: CalleeProto) {
         for (r, t) in before.iter().enumerate().take(a) {
-            if t.is_typed() {
+            if t.is_typed() && self.read_after_exit(pc + 1, r) {
                 self.spill(r, *t);
             }
         }
+        // Recomputed here rather than kept alive across the call.
+        let callee_regs = self.b.ins().iadd_imm_s(self.regs, off(a + 1) as i64);
+        let proto = match proto {
+            CalleeProto::Known(p) => self.b.ins().iconst(I64, p as i64),
+            CalleeProto::Loaded(v) => v,
+        };
         let len = self.b.ins().load(I64, mem(), self.ctx, CTX_SHADOW_LEN);
         let shadow = self.b.ins().load(I64, mem(), self.ctx, CTX_SHADOW);
         let at = self.b.ins().imul_imm_s(len, SHADOW_SIZE);
