@@ -20,6 +20,7 @@ pub mod error;
 pub mod fuel;
 mod interp;
 pub mod lexer;
+pub mod limits;
 pub mod loader;
 pub mod methods;
 pub mod ops;
@@ -38,6 +39,7 @@ pub mod vm;
 use std::sync::Arc;
 
 pub use error::{Diagnostic, ErrorKind, Fault, KilnError, Limit};
+pub use limits::{Clock, Limits, SharedClock};
 pub use loader::Loader;
 pub use program::{ModuleId, Program};
 pub use value::Value;

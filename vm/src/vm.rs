@@ -75,6 +75,10 @@ pub struct Settings {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Worker threads for tasks (`--threads`); 0 for one per CPU.
     pub threads: usize,
+    /// Memory, size and task bounds.
+    pub limits: crate::limits::Limits,
+    /// The time scripts see; `None` for the wall clock.
+    pub clock: Option<crate::limits::SharedClock>,
 }
 
 impl Default for Settings {
@@ -88,6 +92,8 @@ impl Default for Settings {
             fuel: None,
             interrupt: None,
             threads: 0,
+            limits: Default::default(),
+            clock: None,
         }
     }
 }
