@@ -379,19 +379,19 @@ fn pacing_threshold_grows_with_the_live_size() {
     };
     // Nothing live yet: the threshold is the minimum.
     alloc_garbage(&mut heap, 99);
-    assert!(!heap.should_collect());
+    assert!(!heap.collection_due(0));
     alloc_garbage(&mut heap, 1);
-    assert!(heap.should_collect());
+    assert!(heap.collection_due(0));
 
     for live in [300, 600] {
         let head = list(&mut heap, live, &counter);
         heap.collect(&mut |tracer| tracer.mark(head));
         assert_eq!(heap.stats().heap_bytes, live * cell);
-        assert!(!heap.should_collect());
+        assert!(!heap.collection_due(0));
         alloc_garbage(&mut heap, live - 1);
-        assert!(!heap.should_collect(), "live {live}");
+        assert!(!heap.collection_due(0), "live {live}");
         alloc_garbage(&mut heap, 1);
-        assert!(heap.should_collect(), "live {live}");
+        assert!(heap.collection_due(0), "live {live}");
     }
 
     let stats = heap.stats();
@@ -411,13 +411,13 @@ fn stress_mode_collects_after_every_allocation() {
         ..HeapConfig::default()
     });
     let counter = Counter::default();
-    assert!(!heap.should_collect());
+    assert!(!heap.collection_due(0));
     let mut head = None;
     for value in 0..scaled(1000) as i64 {
         head = Some(node(&mut heap, value, head, &counter));
-        assert!(heap.should_collect());
+        assert!(heap.collection_due(0));
         heap.collect(&mut |tracer| tracer.mark(head.unwrap()));
-        assert!(!heap.should_collect());
+        assert!(!heap.collection_due(0));
     }
     assert_eq!(counter.drops(), 0);
     assert_eq!(list_len(&heap, head.unwrap()), scaled(1000));

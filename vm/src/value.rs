@@ -508,6 +508,9 @@ pub struct ErrorObj {
     pub message: Arc<str>,
     pub trace: Arc<[TraceEntry]>,
     pub suppressed: Vec<Value>,
+    /// Raised by the frame limit (`stack overflow`), not by a script: so a host can tell
+    /// the two apart ([`crate::ErrorKind::StackOverflow`]) when nothing caught it.
+    pub stack_overflow: bool,
 }
 
 impl Trace for ErrorObj {
