@@ -448,7 +448,7 @@ impl Heap {
     }
 
     /// Drops every allocated object, accounting each as freed (its cell and its external
-    /// bytes as they are now).
+    /// bytes as they are now). The cells are not put on free lists: the heap is going away.
     fn free_all(&mut self) {
         for index in 0..self.space.run_count() {
             let cells = self.space.cells_of(index);
@@ -456,16 +456,20 @@ impl Heap {
             for cell in cells {
                 // SAFETY: `cells_of` yields only cells handed out in our run (headers
                 // initialised); `&mut self` rules out any reference to their objects.
-                let vtable = unsafe { (*cell.as_ptr()).vtable };
-                if vtable.is_freed() {
+                let header = unsafe { &mut *cell.as_ptr() };
+                if header.vtable.is_freed() {
                     continue;
                 }
-                // SAFETY: the cell holds a live object of the vtable's type.
+                // Marked freed first, so a panicking destructor can never cause a second drop.
+                let vtable = std::mem::replace(&mut header.vtable, VTable::freed());
+                // SAFETY: the cell held a live object of the vtable's type, which nothing can
+                // use again: the heap is going away.
                 let external = unsafe { (vtable.external_bytes)(cell) };
                 self.external_bytes = self.external_bytes.saturating_sub(external);
-                // SAFETY: the cell is allocated in our run, and nothing can use its object
-                // again: the heap is going away.
-                unsafe { self.free(cell, cell_size) };
+                self.objects -= 1;
+                self.cell_bytes -= cell_size;
+                // SAFETY: as above; the object is dropped exactly once.
+                unsafe { (vtable.drop)(cell) };
             }
         }
         self.weak.clear();

@@ -87,6 +87,16 @@ impl Limit {
     }
 }
 
+/// An allocation the heap refused, as the fault it is.
+impl From<kiln_gc::Refused> for Fault {
+    fn from(why: kiln_gc::Refused) -> Fault {
+        match why {
+            kiln_gc::Refused::OutOfMemory => Fault::Error("out of memory".into()),
+            kiln_gc::Refused::OverLimit => Fault::Limit(Limit::HeapBytes),
+        }
+    }
+}
+
 impl From<String> for Fault {
     fn from(s: String) -> Fault {
         Fault::Error(s)

@@ -216,7 +216,7 @@ impl Vm {
             ($e:expr) => {
                 match $e {
                     Ok(v) => v,
-                    Err(e) => throw!(e),
+                    Err(e) => throw!(e.into()),
                 }
             };
         }
@@ -868,6 +868,7 @@ impl Vm {
     /// `Concat`: the display forms of `n` registers from `first`, joined. The cap and the
     /// heap are checked before the result is built, so runaway interpolation stops at
     /// its limit.
+    #[inline(never)]
     fn concat(&mut self, first: usize, n: usize) -> Result<String, Fault> {
         let parts: Vec<std::sync::Arc<str>> = (first..first + n)
             .map(|r| match self.stack[r] {
@@ -904,7 +905,7 @@ impl Vm {
             methods: Vec::new(),
             key: StructType::key_of(frame.proto.0, idx),
         };
-        self.alloc(ty)
+        Ok(self.alloc(ty)?)
     }
 }
 

@@ -78,10 +78,11 @@ impl Vm {
     /// `+`, interpolation); the string constructors check the cap again in any case.
     pub fn room_for_string(&mut self, len: usize) -> Result<(), Fault> {
         self.check_size(Collection::String, len)?;
-        self.reserve(len)
+        Ok(self.reserve(len)?)
     }
 
     /// Fails with [`Limit::Size`] when a `what` of `len` would pass its cap.
+    #[inline]
     pub fn check_size(&self, what: Collection, len: usize) -> Result<(), Fault> {
         let l = &self.settings.limits;
         let cap = match what {
@@ -99,6 +100,7 @@ impl Vm {
     /// Makes room for `more` elements in `arr` (`push`, `insert`, literals): its cap, the
     /// heap for the whole growth step, then the buffer itself; the growth is accounted.
     /// Afterwards `more` pushes do not reallocate.
+    #[inline(never)]
     pub fn grow_array(&mut self, arr: Gc<Array>, more: usize) -> Result<(), Fault> {
         let items = &arr.get(&self.heap).items;
         let (len, cap) = (items.len(), items.capacity());
@@ -120,6 +122,7 @@ impl Vm {
     }
 
     /// Makes room for `more` entries in `m` (`m[k] = v`, literals), as [`Vm::grow_array`].
+    #[inline(never)]
     pub fn grow_map(&mut self, m: Gc<Map>, more: usize) -> Result<(), Fault> {
         let entries = &m.get(&self.heap).entries;
         let (len, cap) = (entries.len(), entries.capacity());

@@ -140,7 +140,7 @@ pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault>
         match (a, b) {
             (Value::Str(_), _) | (_, Value::Str(_)) => {
                 let (x, y) = (vm.display(a), vm.display(b));
-                return concat2(vm, &x, &y);
+                return concat2(vm, x, &y);
             }
             (Value::Array(x), Value::Array(y)) => {
                 let mut items = x.get(&vm.heap).items.clone();
@@ -157,13 +157,12 @@ pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault>
 
 /// `x + y` for strings: the cap and the heap are checked before the result is built, so
 /// a runaway doubling stops at its limit instead of exhausting memory.
-fn concat2(vm: &mut Vm, x: &str, y: &str) -> Result<Value, Fault> {
-    let len = x.len().saturating_add(y.len());
-    vm.room_for_string(len)?;
-    let mut s = crate::limits::string_buffer(len)?;
-    s.push_str(x);
-    s.push_str(y);
-    vm.new_string(s)
+fn concat2(vm: &mut Vm, mut x: String, y: &str) -> Result<Value, Fault> {
+    vm.room_for_string(x.len().saturating_add(y.len()))?;
+    x.try_reserve_exact(y.len())
+        .map_err(|_| crate::limits::out_of_memory())?;
+    x.push_str(y);
+    vm.new_string(x)
 }
 
 /// `& | ^ << >>` on ints.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use kiln_gc::{Gc, Heap, HeapConfig, HeapStats, Refused, Trace, Tracer};
 
-use crate::error::{Collection, Fault, Limit};
+use crate::error::{Collection, Fault};
 use crate::program::{ModuleId, Program, ProtoId};
 use crate::value::*;
 
@@ -252,14 +252,16 @@ impl Vm {
     /// Allocates `obj`, collecting first if the heap asks for it. `obj`'s own contents
     /// are traced as roots during that collection, so values moved into it are safe.
     /// Fails with `out of memory` (catchable) when the allocator refuses, and with
-    /// [`Limit::HeapBytes`] when the heap limit would be passed even after a collection.
-    #[inline]
-    pub fn alloc<T: Trace>(&mut self, obj: T) -> Result<Gc<T>, Fault> {
+    /// [`Limit::HeapBytes`] when the heap limit would be passed even after a collection
+    /// (the small [`Refused`] becomes that [`Fault`] at the caller's `?`, so the result
+    /// stays two registers wide on this hot path).
+    #[inline(always)]
+    pub fn alloc<T: Trace>(&mut self, obj: T) -> Result<Gc<T>, Refused> {
         let cost = Heap::cost_of(&obj);
         if self.heap.should_collect_for(cost) {
             self.make_room(&obj, cost)?;
         }
-        self.heap.try_alloc(obj).map_err(refusal)
+        self.heap.try_alloc(obj)
     }
 
     /// Makes sure `bytes` more (a buffer about to be built, or an object's storage about
@@ -267,7 +269,7 @@ impl Vm {
     /// [`Vm::alloc`]. The caller reports the growth with `heap.account` (or allocates the
     /// object that owns the buffer) afterwards.
     #[inline]
-    pub fn reserve(&mut self, bytes: usize) -> Result<(), Fault> {
+    pub fn reserve(&mut self, bytes: usize) -> Result<(), Refused> {
         if self.heap.should_collect_for(bytes) {
             self.make_room(&Value::Nil, bytes)?;
         }
@@ -278,36 +280,41 @@ impl Vm {
     /// the heap limit.
     #[cold]
     #[inline(never)]
-    fn make_room(&mut self, extra: &dyn TraceRoot, bytes: usize) -> Result<(), Fault> {
-        self.heap.admit().map_err(refusal)?;
+    fn make_room(&mut self, extra: &dyn TraceRoot, bytes: usize) -> Result<(), Refused> {
+        self.heap.admit()?;
         if self.heap.collection_due(bytes) {
             self.collect_garbage_with(extra);
         }
         if self.heap.fits(bytes) {
             Ok(())
         } else {
-            Err(refusal(Refused::OverLimit))
+            Err(Refused::OverLimit)
         }
     }
 
+    #[inline]
     pub fn new_str(&mut self, s: &str) -> Result<Value, Fault> {
         self.new_arc_str(Arc::from(s))
     }
 
+    #[inline]
     pub fn new_string(&mut self, s: String) -> Result<Value, Fault> {
         self.new_arc_str(Arc::from(s))
     }
 
+    #[inline]
     pub fn new_arc_str(&mut self, s: Arc<str>) -> Result<Value, Fault> {
         self.check_size(Collection::String, s.len())?;
         Ok(Value::Str(self.alloc(Str::new(s))?))
     }
 
+    #[inline]
     pub fn new_array(&mut self, items: Vec<Value>) -> Result<Value, Fault> {
         self.check_size(Collection::Array, items.len())?;
         Ok(Value::Array(self.alloc(Array { items })?))
     }
 
+    #[inline]
     pub fn new_map(&mut self, map: Map) -> Result<Value, Fault> {
         self.check_size(Collection::Map, map.entries.len())?;
         Ok(Value::Map(self.alloc(map)?))
@@ -424,9 +431,9 @@ impl Vm {
                 };
                 values.push(v);
             }
-            vm.alloc(Consts {
+            Ok(vm.alloc(Consts {
                 values: values.into_boxed_slice(),
-            })
+            })?)
         })?;
         if self.consts.len() <= i {
             self.consts.resize(i + 1, None);
@@ -471,12 +478,12 @@ impl Vm {
             }
             vm.push_root(Value::Module(module));
             let consts = vm.consts_for(proto)?;
-            vm.alloc(Closure {
+            Ok(vm.alloc(Closure {
                 proto,
                 upvals,
                 module,
                 consts,
-            })
+            })?)
         })
     }
 
@@ -543,14 +550,6 @@ impl Vm {
     pub fn flush(&mut self) {
         let _ = self.output.out.flush();
         let _ = self.output.err.flush();
-    }
-}
-
-/// The fault for an allocation the heap refused.
-pub(crate) fn refusal(why: Refused) -> Fault {
-    match why {
-        Refused::OutOfMemory => crate::limits::out_of_memory(),
-        Refused::OverLimit => Fault::Limit(Limit::HeapBytes),
     }
 }
 

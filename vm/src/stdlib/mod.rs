@@ -84,12 +84,12 @@ pub(crate) fn make_module(
             vars.push(v);
         }
         let names: Arc<[Arc<str>]> = members.iter().map(|(n, _)| Arc::from(*n)).collect();
-        vm.alloc(ModuleObj {
+        Ok(vm.alloc(ModuleObj {
             name: name.into(),
             names,
             vars,
             id: None,
             started: true,
-        })
+        })?)
     })
 }
