@@ -1,8 +1,9 @@
 //! The per-task machine state: heap, register stack, call frames, error handlers and
 //! the roots that keep heap objects alive.
 //!
-//! Rooting invariant: a collection can start only inside [`Vm::alloc`], and at that
-//! moment every value the program can still use is in one of the roots traced by
+//! Rooting invariant: a collection can start only inside [`Vm::alloc`] or
+//! [`Vm::reserve`], and at that moment every value the program can still use is in one
+//! of the roots traced by
 //! [`Vm::collect_garbage_with`] — the live part of the register stack, the frames, the
 //! handle stack (`push_root`), module objects, per-proto constant tables, built-ins —
 //! or inside the object being allocated. Native code that holds a fresh value in a
@@ -252,7 +253,7 @@ impl Vm {
     /// Allocates `obj`, collecting first if the heap asks for it. `obj`'s own contents
     /// are traced as roots during that collection, so values moved into it are safe.
     /// Fails with `out of memory` (catchable) when the allocator refuses, and with
-    /// [`Limit::HeapBytes`] when the heap limit would be passed even after a collection
+    /// [`crate::Limit::HeapBytes`] when the heap limit would be passed even after a collection
     /// (the small [`Refused`] becomes that [`Fault`] at the caller's `?`, so the result
     /// stays two registers wide on this hot path).
     #[inline(always)]
