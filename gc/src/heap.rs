@@ -61,9 +61,9 @@ pub struct HeapConfig {
     /// The most bytes ([`HeapStats::heap_bytes`]) the heap may hold after a collection has
     /// had its chance; `None` for no bound. See "The byte limit".
     pub max_bytes: Option<usize>,
-    /// A test hook (Lua's memerr.lua, SpiderMonkey's oomTest): the `k`-th allocation the
-    /// owner announces through [`Heap::should_collect_for`] (counting from 1) is refused as
-    /// if memory had run out. Sends every allocation down the owner's slow path.
+    /// A test hook (Lua's memerr.lua, SpiderMonkey's oomTest): the `k`-th allocation that
+    /// asks [`Heap::admit`] (counting from 1) is refused as if memory had run out. While it
+    /// is set, [`Heap::should_collect_for`] is always true, so every allocation asks.
     pub fail_allocation: Option<u64>,
 }
 

@@ -520,7 +520,7 @@ fn fill(vm: &mut Vm, node: &Node, v: Value, made: &[Value]) {
             for (k, kv, vv) in entries {
                 map.insert(k.clone(), (get(kv), get(vv)));
             }
-            map.capacity() * (std::mem::size_of::<(Key, (Value, Value))>() + 8)
+            map.capacity() * ENTRY_BYTES
         }
         (Node::Cell(s), Value::Cell(c)) => {
             c.get_mut(heap).value = get(s);

@@ -91,7 +91,7 @@ impl Limit {
 impl From<kiln_gc::Refused> for Fault {
     fn from(why: kiln_gc::Refused) -> Fault {
         match why {
-            kiln_gc::Refused::OutOfMemory => Fault::Error("out of memory".into()),
+            kiln_gc::Refused::OutOfMemory => crate::limits::out_of_memory(),
             kiln_gc::Refused::OverLimit => Fault::Limit(Limit::HeapBytes),
         }
     }

@@ -16,8 +16,9 @@
 //! result can dwarf the operands, built ([`Vm::room_for_string`]), so a refused
 //! operation has allocated nothing; the constructors (`Vm::new_string`, `new_array`,
 //! `new_map`) check the caps of everything else, and `Vm::alloc` counts an object's
-//! buffer against the heap limit. [`Vm::reserve`] is a safe point like [`Vm::alloc`]. Compiled code never allocates (it exits to the interpreter first), so
-//! these checks cover every tier.
+//! buffer against the heap limit. [`Vm::reserve`] is a safe point like [`Vm::alloc`].
+//! Compiled code never allocates (it exits to the interpreter first), so these checks
+//! cover every tier.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use kiln_gc::Gc;
 
 use crate::error::{Collection, Fault, Limit};
-use crate::value::{Array, Map, Value};
+use crate::value::{Array, Map, Value, ENTRY_BYTES};
 use crate::vm::Vm;
 
 /// Resource limits of one run (each task of the run gets the same ones).
@@ -69,9 +70,6 @@ pub type SharedClock = Arc<dyn Clock>;
 /// Bytes one array element takes in its buffer.
 const ELEMENT_BYTES: usize = std::mem::size_of::<Value>();
 
-/// Bytes one map entry takes, as [`Map`] reports them.
-pub(crate) const ENTRY_BYTES: usize = 72;
-
 impl Vm {
     /// Makes room for a string of `len` bytes about to be built: its cap, then the heap.
     /// For operations whose result can be much larger than their operands (`repeat`,
@@ -104,17 +102,11 @@ impl Vm {
     pub fn grow_array(&mut self, arr: Gc<Array>, more: usize) -> Result<(), Fault> {
         let items = &arr.get(&self.heap).items;
         let (len, cap) = (items.len(), items.capacity());
-        let want = len.saturating_add(more);
-        self.check_size(Collection::Array, want)?;
-        if want <= cap {
+        let Some(room) = self.plan_growth(Collection::Array, len, cap, more, ELEMENT_BYTES)? else {
             return Ok(());
-        }
-        let new_cap = grown(cap, want);
-        self.reserve((new_cap - cap).saturating_mul(ELEMENT_BYTES))?;
+        };
         let items = &mut arr.get_mut(&mut self.heap).items;
-        items
-            .try_reserve_exact(new_cap - len)
-            .map_err(|_| out_of_memory())?;
+        items.try_reserve_exact(room).map_err(|_| out_of_memory())?;
         let grew = items.capacity() - cap;
         self.heap
             .account(signed(grew.saturating_mul(ELEMENT_BYTES)));
@@ -126,20 +118,35 @@ impl Vm {
     pub fn grow_map(&mut self, m: Gc<Map>, more: usize) -> Result<(), Fault> {
         let entries = &m.get(&self.heap).entries;
         let (len, cap) = (entries.len(), entries.capacity());
-        let want = len.saturating_add(more);
-        self.check_size(Collection::Map, want)?;
-        if want <= cap {
+        let Some(room) = self.plan_growth(Collection::Map, len, cap, more, ENTRY_BYTES)? else {
             return Ok(());
-        }
-        let new_cap = grown(cap, want);
-        self.reserve((new_cap - cap).saturating_mul(ENTRY_BYTES))?;
+        };
         let entries = &mut m.get_mut(&mut self.heap).entries;
-        entries
-            .try_reserve(new_cap - len)
-            .map_err(|_| out_of_memory())?;
+        entries.try_reserve(room).map_err(|_| out_of_memory())?;
         let grew = entries.capacity().saturating_sub(cap);
         self.heap.account(signed(grew.saturating_mul(ENTRY_BYTES)));
         Ok(())
+    }
+
+    /// The checks before a collection holding `len` of `cap` elements of `unit` bytes
+    /// takes `more`: its cap, then the heap for the whole growth step (a safe point).
+    /// Returns how many elements to reserve room for, if the buffer must grow.
+    fn plan_growth(
+        &mut self,
+        what: Collection,
+        len: usize,
+        cap: usize,
+        more: usize,
+        unit: usize,
+    ) -> Result<Option<usize>, Fault> {
+        let want = len.saturating_add(more);
+        self.check_size(what, want)?;
+        if want <= cap {
+            return Ok(None);
+        }
+        let new_cap = grown(cap, want);
+        self.reserve((new_cap - cap).saturating_mul(unit))?;
+        Ok(Some(new_cap - len))
     }
 }
 
