@@ -142,6 +142,22 @@ fn the_heap_limit_stops_every_kind_of_growth_in_every_tier() {
 }
 
 #[test]
+fn growth_paths_keep_their_values_rooted_under_gc_stress() {
+    // Stress collects at every allocation and every `reserve`, verifying the heap each
+    // time: a value held across one of the new safe points without a root would be found.
+    for mode in [JitMode::Off, JitMode::Eager] {
+        for src in GROWTH {
+            let small = |s: &mut Settings| {
+                s.limits.heap_bytes = Some(256 << 10);
+                s.heap.stress = true;
+                s.heap.verify = true;
+            };
+            stops_with(mode, src, small, ErrorKind::Limit(Limit::HeapBytes));
+        }
+    }
+}
+
+#[test]
 fn the_heap_limit_message_and_garbage() {
     let err = run(GROWTH[0], {
         let mut s = settings(JitMode::Off);
