@@ -59,7 +59,7 @@ pub fn std_module(vm: &mut Vm, idx: usize) -> Result<Gc<ModuleObj>, Fault> {
     let name = STD_MODULES
         .get(idx)
         .ok_or_else(|| fault!("internal error: no standard module {idx}"))?;
-    let m = make_module(vm, name, table(idx));
+    let m = make_module(vm, name, table(idx))?;
     if vm.std_modules.len() <= idx {
         vm.std_modules.resize(idx + 1, None);
     }
@@ -72,25 +72,24 @@ pub(crate) fn make_module(
     vm: &mut Vm,
     name: &str,
     members: &'static [(&'static str, Member)],
-) -> Gc<ModuleObj> {
-    let mark = vm.roots_mark();
-    let mut vars = Vec::with_capacity(members.len());
-    for (member, m) in members {
-        let v = match m {
-            Member::Fn(f) => crate::builtins::native(vm, member, *f),
-            Member::Float(x) => Value::Float(*x),
-        };
-        vm.push_root(v);
-        vars.push(v);
-    }
-    let names: Arc<[Arc<str>]> = members.iter().map(|(n, _)| Arc::from(*n)).collect();
-    let m = vm.alloc(ModuleObj {
-        name: name.into(),
-        names,
-        vars,
-        id: None,
-        started: true,
-    });
-    vm.pop_roots(mark);
-    m
+) -> Result<Gc<ModuleObj>, Fault> {
+    vm.with_roots(|vm| {
+        let mut vars = Vec::with_capacity(members.len());
+        for (member, m) in members {
+            let v = match m {
+                Member::Fn(f) => crate::builtins::native(vm, member, *f)?,
+                Member::Float(x) => Value::Float(*x),
+            };
+            vm.push_root(v);
+            vars.push(v);
+        }
+        let names: Arc<[Arc<str>]> = members.iter().map(|(n, _)| Arc::from(*n)).collect();
+        Ok(vm.alloc(ModuleObj {
+            name: name.into(),
+            names,
+            vars,
+            id: None,
+            started: true,
+        })?)
+    })
 }
