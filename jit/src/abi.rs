@@ -108,6 +108,32 @@ pub fn instance_fields() -> Option<i32> {
     Some((kiln_gc::PAYLOAD_OFFSET + offset_of!(Instance, fields) + at) as i32)
 }
 
+/// Where an array's element pointer and length are, from the array handle's address,
+/// if this build lays out a `Vec` as three words the probe can tell apart.
+pub fn array_items() -> Option<ArrayLayout> {
+    let mut probe: Vec<Value> = Vec::with_capacity(5);
+    probe.extend([Value::Nil, Value::Nil]);
+    let data = probe.as_ptr() as usize;
+    // SAFETY: a `Vec<T>` is three words (pointer, capacity, length, in an order Rust
+    // does not promise); reading them as three `usize`s reads initialised memory of
+    // that size.
+    let words: [usize; 3] = unsafe { std::mem::transmute_copy(&probe) };
+    let at = |want: usize| words.iter().position(|&w| w == want);
+    let (ptr, len) = (at(data)?, at(2)?);
+    let base = kiln_gc::PAYLOAD_OFFSET + offset_of!(Array, items);
+    Some(ArrayLayout {
+        ptr: (base + ptr * 8) as i32,
+        len: (base + len * 8) as i32,
+    })
+}
+
+/// Offsets of an array's element pointer and length from its handle's address.
+#[derive(Clone, Copy, Debug)]
+pub struct ArrayLayout {
+    pub ptr: i32,
+    pub len: i32,
+}
+
 /// Where a closure's proto id is, from the closure handle's address.
 pub const CLOSURE_PROTO: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Closure, proto)) as i32;
 /// Where a closure's module handle is, from the closure handle's address.

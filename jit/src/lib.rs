@@ -289,6 +289,8 @@ struct Jit {
     imports: Imports,
     /// See `abi::instance_fields`.
     fields_at: i32,
+    /// See `abi::array_items`.
+    array: abi::ArrayLayout,
     /// Code compiled so far, by proto index, with the parameter tags of its first
     /// compile (recompiles keep them).
     compiled: HashMap<u32, (Arc<JitCode>, Vec<u8>)>,
@@ -407,8 +409,9 @@ impl Jit {
         let mut module = JITModule::new(builder);
         let imports = declare(&mut module)?;
         let proto_sig = proto_signature(module.isa().default_call_conv());
-        // A Rust whose boxed slices the probe does not understand gets no JIT.
+        // A Rust whose boxed slices or vectors the probes do not understand gets no JIT.
         let fields_at = abi::instance_fields()?;
+        let array = abi::array_items()?;
         Some(Jit {
             memory: Arc::new(CodeMemory {
                 module: Mutex::new(Some(module)),
@@ -421,6 +424,7 @@ impl Jit {
             proto_sig,
             imports,
             fields_at,
+            array,
             compiled: HashMap::new(),
             direct: HashMap::new(),
             direct_callers: HashMap::new(),
@@ -783,6 +787,7 @@ impl Jit {
             };
             let layout = translate::Layout {
                 fields_at: self.fields_at,
+                array: self.array,
                 tables,
             };
             let (b, c) =

@@ -138,6 +138,7 @@ pub struct DirectCallee {
 pub struct Layout {
     /// Where an instance's field array pointer is (see `abi::instance_fields`).
     pub fields_at: i32,
+    pub array: ArrayLayout,
     pub tables: TableAddrs,
 }
 
@@ -920,20 +921,21 @@ impl<'a, 'f> Translator<'a, 'f> {
             opc::GetIndex => {
                 let obj = self.object(b, TAG_ARRAY, pc);
                 let idx = self.num(c, Ty::Int, pc);
-                let out = self.b.ins().iadd_imm_s(self.regs, off(a) as i64);
-                self.checked_helper(self.h.array_get, &[obj, idx, out], pc);
+                let (tag, word) = self.array_get(obj, idx, a, pc);
+                self.fresh.push((a, (tag, word)));
                 self.st[a] = Ty::Mem;
             }
             opc::SetIndex => {
                 let obj = self.object(a, TAG_ARRAY, pc);
                 let idx = self.num(b, Ty::Int, pc);
-                let value = self.in_window(c);
-                self.checked_helper(self.h.array_set, &[obj, idx, value], pc);
+                self.array_set(obj, idx, c, pc);
             }
             opc::GetField => {
                 let slot = self.field_slot(b, c, false, pc);
                 let regs = self.regs;
-                self.copy_value(slot, 0, regs, off(a));
+                let (lo, hi) = self.copy_value(slot, 0, regs, off(a));
+                let tag = self.b.ins().ireduce(I8, lo);
+                self.fresh.push((a, (tag, hi)));
                 self.st[a] = Ty::Mem;
             }
             opc::SetField => {
@@ -1023,6 +1025,77 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.def(a + 1, Ty::Int, next);
         self.st[a + 2] = Ty::Mem;
         self.branch_flow(exhausted, flow);
+    }
+
+    /// The address of element `idx` of array `obj` if it is in range counting from the
+    /// start, and a flag saying whether it is. Other indexes (negative ones count from
+    /// the end) are left to the access helpers.
+    fn element(&mut self, obj: ir::Value, idx: ir::Value) -> (ir::Value, ir::Value) {
+        let len = self.b.ins().load(I64, mem(), obj, self.layout.array.len);
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, idx, len);
+        let data = self.b.ins().load(I64, mem(), obj, self.layout.array.ptr);
+        let bytes = self.b.ins().imul_imm_s(idx, VALUE_SIZE as i64);
+        (self.b.ins().iadd(data, bytes), inside)
+    }
+
+    /// `R[a] := obj[idx]`: inline for an index from the start, else through the
+    /// helper (an index out of range exits); returns the value's tag and payload word.
+    fn array_get(
+        &mut self,
+        obj: ir::Value,
+        idx: ir::Value,
+        a: usize,
+        pc: usize,
+    ) -> (ir::Value, ir::Value) {
+        let (addr, inside) = self.element(obj, idx);
+        let (fast, slow, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.set_cold_block(slow);
+        let lo = self.b.append_block_param(join, I64);
+        let hi = self.b.append_block_param(join, I64);
+        self.b.ins().brif(inside, fast, &[], slow, &[]);
+        self.b.switch_to_block(fast);
+        let regs = self.regs;
+        let (l, h) = self.copy_value(addr, 0, regs, off(a));
+        self.b.ins().jump(join, &[l.into(), h.into()]);
+        self.b.switch_to_block(slow);
+        let out = self.b.ins().iadd_imm_s(self.regs, off(a) as i64);
+        self.checked_helper(self.h.array_get, &[obj, idx, out], pc);
+        let l = self.b.ins().load(I64, mem(), self.regs, off(a));
+        let h = self.b.ins().load(I64, mem(), self.regs, off(a) + PAYLOAD);
+        self.b.ins().jump(join, &[l.into(), h.into()]);
+        self.b.switch_to_block(join);
+        (self.b.ins().ireduce(I8, lo), hi)
+    }
+
+    /// `obj[idx] := R[c]`, inline for an index from the start, else through the helper.
+    /// (No write barrier: the collector stops the task and marks everything.)
+    fn array_set(&mut self, obj: ir::Value, idx: ir::Value, c: usize, pc: usize) {
+        let (addr, inside) = self.element(obj, idx);
+        let (fast, slow, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.set_cold_block(slow);
+        self.b.ins().brif(inside, fast, &[], slow, &[]);
+        self.b.switch_to_block(fast);
+        match self.st[c] {
+            t if t.is_typed() => self.store_value(addr, 0, c, t),
+            _ => {
+                let regs = self.regs;
+                self.copy_value(regs, off(c), addr, 0);
+            }
+        }
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(slow);
+        let value = self.in_window(c);
+        self.checked_helper(self.h.array_set, &[obj, idx, value], pc);
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
     }
 
     /// The payload of memory register `r`, checked to carry `tag`.
