@@ -64,7 +64,8 @@ enum Node {
         module: u32,
     },
     Cell(Slot),
-    Native(&'static str, NativeFn),
+    Native(Native),
+    Host(crate::host::HostRef),
     Struct {
         ty: u32,
         fields: Vec<Slot>,
@@ -306,10 +307,7 @@ impl<'h> Exporter<'h> {
                 }
             }
             Value::Cell(c) => Node::Cell(self.slot(c.get(heap).value)),
-            Value::Native(n) => {
-                let n = n.get(heap);
-                Node::Native(n.name, n.func)
-            }
+            Value::Native(n) => Node::Native(n.get(heap).clone()),
             Value::Struct(s) => {
                 let s = s.get(heap);
                 Node::Struct {
@@ -354,6 +352,7 @@ impl<'h> Exporter<'h> {
             Value::Module(_) => unreachable!("modules are described when first met"),
             Value::Chan(c) => Node::Chan(c.get(heap).chan.clone()),
             Value::Task(t) => Node::Task(t.get(heap).task.clone()),
+            Value::Host(h) => Node::Host(h.get(heap).clone()),
             Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Undef => {
                 unreachable!("immediates are never described as nodes")
             }
@@ -445,7 +444,7 @@ fn make_shell(vm: &mut Vm, node: &Node) -> Value {
         Node::Map(_) => vm.new_map(Map::default()),
         Node::Func { .. } | Node::Struct { .. } => Value::Undef,
         Node::Cell(_) => Value::Cell(vm.alloc(Cell { value: Value::Nil })),
-        Node::Native(name, func) => Value::Native(vm.alloc(Native { name, func: *func })),
+        Node::Native(n) => Value::Native(vm.alloc(n.clone())),
         Node::Type {
             name,
             fields,
@@ -494,6 +493,7 @@ fn make_shell(vm: &mut Vm, node: &Node) -> Value {
         })),
         Node::Chan(c) => Value::Chan(vm.alloc(ChanRef { chan: c.clone() })),
         Node::Task(t) => Value::Task(vm.alloc(TaskRef { task: t.clone() })),
+        Node::Host(h) => Value::Host(vm.alloc(h.clone())),
     }
 }
 
