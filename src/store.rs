@@ -5,12 +5,19 @@
 //! A store is used by one thread at a time (`&mut self`), but it is `Send`, and its
 //! [`InterruptHandle`] may be raised from any thread. A limit or an error ends only the
 //! call it happened in: the store is ready for the next call at once.
+//!
+//! Tasks that scripts `spawn` belong to the store and outlive the call that started
+//! them: they run when the host calls [`Store::run_tasks`] (once a frame, say), on the
+//! host's thread, and sleeping ones wake once the engine's clock passes their deadline.
+//! Tasks started while an owner tag is set ([`Store::set_owner`]) carry it, as do the
+//! tasks they start; [`Store::cancel_owner`] ends them all (their `defer`s run).
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use kiln_gc::HeapStats;
+use kiln_vm::sched::HostTasks;
 use kiln_vm::{ModuleId, Output, Vm};
 use parking_lot::Mutex;
 
@@ -23,6 +30,7 @@ static NEXT_STORE: AtomicU64 = AtomicU64::new(1);
 /// The state of one run: see the module docs.
 pub struct Store {
     vm: Vm,
+    tasks: HostTasks,
     id: u64,
     interrupt: Arc<AtomicBool>,
     captured: Option<Captured>,
@@ -91,19 +99,26 @@ impl Store {
         let interrupt = Arc::new(AtomicBool::new(false));
         let mut settings = engine.settings();
         settings.interrupt = Some(interrupt.clone());
-        let (output, captured) = if engine.has_stdio() {
-            (Output::stdio(), None)
-        } else {
-            let c = Captured::default();
-            let output = Output {
+        let captured = (!engine.has_stdio()).then(Captured::default);
+        let output = || match &captured {
+            Some(c) => Output {
                 out: Box::new(c.clone()),
                 err: Box::new(c.clone()),
-            };
-            (output, Some(c))
+            },
+            None => Output::stdio(),
         };
+        let reporter = Arc::new(
+            |id: u64, err: &kiln_vm::KilnError, out: &mut dyn std::io::Write| {
+                let _ = writeln!(out, "error in task {id}: {err}");
+            },
+        );
+        let tasks = HostTasks::new(settings.clone(), output(), reporter);
         let program = Arc::new(kiln_vm::Program::default());
+        let mut vm = Vm::new(program, settings, output());
+        tasks.attach(&mut vm);
         Store {
-            vm: Vm::new(program, settings, output),
+            vm,
+            tasks,
             id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
             interrupt,
             captured,
@@ -222,6 +237,34 @@ impl Store {
             Some(c) => String::from_utf8_lossy(&std::mem::take(&mut *c.0.lock())).into_owned(),
             None => String::new(),
         }
+    }
+
+    /// Runs the tasks scripts spawned until none is ready: those just started or woken,
+    /// and sleeping ones whose deadline has passed on the engine's clock. A task that
+    /// fails while no script holds its handle is reported on the store's error output
+    /// (one whose handle is still held, when the store is dropped, unless joined).
+    pub fn run_tasks(&mut self) {
+        self.tasks.run_ready();
+    }
+
+    /// Tags the tasks spawned by the following calls (and the tasks they spawn) with
+    /// `owner`, a number of the host's choosing (an entity id); 0 for none.
+    pub fn set_owner(&mut self, owner: u64) {
+        self.tasks.set_owner(owner);
+    }
+
+    /// Cancels every task tagged `owner` and runs them to their end (their `defer`s
+    /// run; a task that catches `task cancelled` and goes on waiting is cancelled again
+    /// at its next wait). Returns how many were cancelled.
+    pub fn cancel_owner(&mut self, owner: u64) -> usize {
+        let n = self.tasks.cancel_owner(owner);
+        self.tasks.run_ready();
+        n
+    }
+
+    /// Tasks alive (started and not ended).
+    pub fn live_tasks(&self) -> usize {
+        self.tasks.live()
     }
 
     /// The heap's figures: live bytes, objects, collections.

@@ -5,6 +5,15 @@ use std::collections::HashMap;
 
 use kiln::{Engine, ErrorKind, Handle, NativeModule, Script, Store, TypeBuilder, Value};
 
+#[test]
+fn engines_and_errors_cross_threads_and_stores_move() {
+    fn shared<T: Send + Sync>() {}
+    fn movable<T: Send>() {}
+    shared::<Engine>();
+    shared::<kiln::Error>();
+    movable::<Store>();
+}
+
 fn store() -> Store {
     Store::new(&Engine::new())
 }

@@ -278,8 +278,13 @@ impl Vm {
     }
 
     /// Keeps `v` alive for the machine's lifetime; returns its index for [`Vm::pinned`].
-    /// For values the host refers to across runs (function handles).
+    /// For values the host refers to across runs (function handles); pinning a value
+    /// again reuses its index, so repeated lookups do not grow the table.
     pub fn pin(&mut self, v: Value) -> usize {
+        let same = |p: &Value| p.heap_addr().is_some() && p.heap_addr() == v.heap_addr();
+        if let Some(i) = self.pinned.iter().position(same) {
+            return i;
+        }
         self.pinned.push(v);
         self.pinned.len() - 1
     }
