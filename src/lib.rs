@@ -23,6 +23,8 @@ mod error;
 mod host;
 mod native;
 pub mod report;
+#[cfg(feature = "serde")]
+mod serde;
 mod store;
 
 pub use convert::{FromValue, IntoArgs, IntoValue, Value};
@@ -35,6 +37,8 @@ pub use kiln_vm::{
     Capabilities, Clock, ErrorKind, KilnError, Limit, Limits, Output, Settings, SharedClock, Vm,
 };
 pub use native::{IntoNative, NativeModule};
+#[cfg(feature = "serde")]
+pub use serde::Serde;
 pub use store::{InterruptHandle, Module, Store, TypedFunc};
 
 use std::sync::Arc;
