@@ -23,3 +23,9 @@ fn main() -> Result<(), kiln::Error> {
     println!("{err}"); // greet expects str for argument 1, got int (<eval>:1:1)
     Ok(())
 }
+
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    main().unwrap();
+}
