@@ -63,8 +63,8 @@ macro_rules! methods {
                     let obj = receiver(vm, args)?;
                     let rest = &args[1..];
                     check_arity(&name, $n, rest.len())?;
-                    // Converted before the object is locked: converting never runs
-                    // script code, but keeping the lock short costs nothing.
+                    // Converted before the receiver is locked, so an argument that is
+                    // the receiver itself (`e.near(e)`) converts without the lock.
                     let converted = ($(arg::<$a>(&name, vm, rest, $i)?,)*);
                     let result = obj.with(|t: &mut T| self(t, $(converted.$i),*))?;
                     result.into_value(vm)

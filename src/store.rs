@@ -213,7 +213,8 @@ impl Store {
         }
     }
 
-    /// Sets the fuel of each following call (`None`: unbounded).
+    /// Sets the fuel of each following call from the host (`None`: unbounded). Tasks
+    /// keep the engine's fuel, counted over each task's life.
     pub fn set_fuel(&mut self, steps: Option<u64>) {
         self.vm.settings.fuel = steps;
     }

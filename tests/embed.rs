@@ -350,3 +350,31 @@ fn values_detach_from_the_heap() {
     let back = s.eval::<Value>("fn f() { 1 }\nf").unwrap();
     assert_eq!(back, Value::Opaque("fn".into()));
 }
+
+#[test]
+fn host_objects_and_natives_work_in_compiled_code() {
+    for mode in [kiln::JitMode::Off, kiln::JitMode::Eager] {
+        let engine = entity_engine().with_jit(mode);
+        let mut s = Store::new(&engine);
+        let m = s
+            .load(
+                "hot.kn",
+                "fn run(e) {\n for i in 0..1000 { e.x = e.x + 1\n e.move(0, 1) }\n e.x + e.y }",
+            )
+            .unwrap();
+        let hero = engine
+            .handle(Entity {
+                x: 0.0,
+                y: 0.0,
+                name: "hero".into(),
+            })
+            .unwrap();
+        let run = s.func::<(Handle<Entity>,), f64>(m, "run").unwrap();
+        assert_eq!(
+            run.call(&mut s, (hero.clone(),)).unwrap(),
+            2000.0,
+            "{mode:?}"
+        );
+        assert_eq!(run.call(&mut s, (hero,)).unwrap(), 4000.0, "{mode:?}");
+    }
+}
