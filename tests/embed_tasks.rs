@@ -71,6 +71,16 @@ fn tasks_sleep_on_the_host_clock_and_die_with_their_owner() {
     store.run_tasks();
     assert_eq!(*log.lock().unwrap(), ["1:1", "2:1", "end 1", "2:2"]);
     assert_eq!(store.take_output(), "");
+
+    // Modules are added while no task holds the program.
+    let err = store.load("more.kn", "let x = 1").unwrap_err();
+    assert!(
+        err.message().contains("tasks of this store are alive"),
+        "{err}"
+    );
+    store.cancel_owner(2);
+    assert_eq!(store.live_tasks(), 0);
+    store.load("more.kn", "let x = 1").unwrap();
 }
 
 #[test]

@@ -232,6 +232,12 @@ impl Vm {
     /// The program, to grow it. The compile thread holds a reference only while it
     /// compiles, so this waits for it briefly rather than failing at once.
     fn program_mut(&mut self) -> Result<&mut Program, KilnError> {
+        // Live tasks hold the program for as long as they live: no use waiting.
+        if self.task.as_ref().is_some_and(|t| t.sched.live_tasks() > 0) {
+            return Err(KilnError::runtime(
+                "cannot load a module while tasks of this store are alive",
+            ));
+        }
         let deadline = std::time::Instant::now() + PROGRAM_WAIT;
         while Arc::get_mut(&mut self.program).is_none() {
             if std::time::Instant::now() > deadline {

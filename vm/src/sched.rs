@@ -191,6 +191,11 @@ impl Shared {
         task
     }
 
+    /// Tasks alive (started and not ended).
+    pub(crate) fn live_tasks(&self) -> usize {
+        self.live.lock().len()
+    }
+
     pub(crate) fn became_active(&self) {
         self.active.fetch_add(1, Ordering::SeqCst);
     }
@@ -703,7 +708,7 @@ impl HostTasks {
 
     /// Tasks alive (started and not ended).
     pub fn live(&self) -> usize {
-        self.shared.live.lock().len()
+        self.shared.live_tasks()
     }
 }
 
