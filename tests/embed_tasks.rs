@@ -107,3 +107,24 @@ fn a_call_from_the_host_cannot_wait() {
     assert!(out.contains("error in task 2: error: boom"), "{out:?}");
     assert_eq!(store.live_tasks(), 0);
 }
+
+#[test]
+fn a_runaway_task_is_stopped_by_the_interrupt() {
+    let mut store = Store::new(&Engine::new());
+    let m = store
+        .load("spin.kn", "fn spin() { while true {} }\nfn go() { spawn spin()\n nil }")
+        .unwrap();
+    store.func::<(), ()>(m, "go").unwrap().call(&mut store, ()).unwrap();
+    store.collect_garbage();
+    let handle = store.interrupt_handle();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        handle.interrupt();
+    });
+    store.run_tasks();
+    watchdog.join().unwrap();
+    assert_eq!(store.live_tasks(), 0);
+    let out = store.take_output();
+    assert!(out.contains("interrupted by the host"), "{out:?}");
+    assert_eq!(store.eval::<i64>("6 * 7").unwrap(), 42);
+}
