@@ -112,9 +112,16 @@ fn a_call_from_the_host_cannot_wait() {
 fn a_runaway_task_is_stopped_by_the_interrupt() {
     let mut store = Store::new(&Engine::new());
     let m = store
-        .load("spin.kn", "fn spin() { while true {} }\nfn go() { spawn spin()\n nil }")
+        .load(
+            "spin.kn",
+            "fn spin() { while true {} }\nfn go() { spawn spin()\n nil }",
+        )
         .unwrap();
-    store.func::<(), ()>(m, "go").unwrap().call(&mut store, ()).unwrap();
+    store
+        .func::<(), ()>(m, "go")
+        .unwrap()
+        .call(&mut store, ())
+        .unwrap();
     store.collect_garbage();
     let handle = store.interrupt_handle();
     let watchdog = std::thread::spawn(move || {
