@@ -114,14 +114,14 @@ impl FromValue for () {
 impl IntoValue for &str {
     fn into_value(self, vm: &mut Vm) -> Result<Raw, Fault> {
         check_len(self.len(), vm.settings.limits.max_string_bytes, "string")?;
-        Ok(vm.new_str(self))
+        vm.new_str(self)
     }
 }
 
 impl IntoValue for String {
     fn into_value(self, vm: &mut Vm) -> Result<Raw, Fault> {
         check_len(self.len(), vm.settings.limits.max_string_bytes, "string")?;
-        Ok(vm.new_string(self))
+        vm.new_string(self)
     }
 }
 
@@ -178,7 +178,7 @@ fn array_of<T: IntoValue>(
     items: impl ExactSizeIterator<Item = T>,
 ) -> Result<Raw, Fault> {
     check_len(items.len(), vm.settings.limits.max_array_len, "array")?;
-    let arr = vm.new_array(Vec::with_capacity(items.len()));
+    let arr = vm.new_array(Vec::with_capacity(items.len()))?;
     let mark = vm.roots_mark();
     vm.push_root(arr);
     let result = items.into_iter().try_for_each(|item| {
@@ -229,7 +229,7 @@ fn map_of<K: IntoValue, T: IntoValue>(
     entries: impl ExactSizeIterator<Item = (K, T)>,
 ) -> Result<Raw, Fault> {
     check_len(entries.len(), vm.settings.limits.max_map_len, "map")?;
-    let map = vm.new_map(Map::default());
+    let map = vm.new_map(Map::default())?;
     let mark = vm.roots_mark();
     vm.push_root(map);
     let result = entries.into_iter().try_for_each(|(k, item)| {
@@ -274,7 +274,7 @@ macro_rules! tuple_conversions {
         /// A tuple is an array of its elements.
         impl<$($t: IntoValue),*> IntoValue for ($($t,)*) {
             fn into_value(self, vm: &mut Vm) -> Result<Raw, Fault> {
-                let arr = vm.new_array(Vec::with_capacity($n));
+                let arr = vm.new_array(Vec::with_capacity($n))?;
                 let mark = vm.roots_mark();
                 vm.push_root(arr);
                 let result = (|| {

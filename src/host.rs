@@ -220,7 +220,7 @@ impl<T: Any + Send> Handle<T> {
 
 impl<T> IntoValue for Handle<T> {
     fn into_value(self, vm: &mut Vm) -> Result<Raw, Fault> {
-        Ok(Raw::Host(vm.alloc(self.obj)))
+        Ok(Raw::Host(vm.alloc(self.obj)?))
     }
 }
 

@@ -101,7 +101,7 @@ fn strip_ansi(bytes: &[u8]) -> Vec<u8> {
 pub fn exit_code(err: &KilnError) -> i32 {
     match err.kind {
         ErrorKind::Compile | ErrorKind::Io => 2,
-        ErrorKind::Runtime | ErrorKind::Limit(_) => 1,
+        ErrorKind::Runtime | ErrorKind::Limit(_) | ErrorKind::StackOverflow => 1,
         ErrorKind::Exit(code) => code,
     }
 }

@@ -73,12 +73,13 @@ struct Block {
 }
 
 impl Block {
-    fn new(owner: HeapId) -> Block {
-        let base = pool().take();
+    /// A block for `owner`, or `None` when the allocator refuses a new region.
+    fn new(owner: HeapId) -> Option<Block> {
+        let base = pool().take()?;
         // SAFETY: `take` hands out BLOCK_SIZE bytes aligned to BLOCK_SIZE that nothing else
         // uses, with room for the header at their start.
         unsafe { base.cast::<BlockHeader>().write(BlockHeader { owner }) };
-        Block { base }
+        Some(Block { base })
     }
 
     fn start(&self) -> usize {
@@ -105,31 +106,31 @@ struct Pool {
 unsafe impl Send for Pool {}
 
 impl Pool {
-    fn take(&mut self) -> NonNull<u8> {
+    fn take(&mut self) -> Option<NonNull<u8>> {
         if let Some(base) = self.spares.pop() {
-            return base;
+            return Some(base);
         }
         let (base, left) = match self.fresh {
             Some(fresh) => fresh,
-            None => (new_region(), REGION_BLOCKS),
+            None => (new_region()?, REGION_BLOCKS),
         };
         self.fresh = (left > 1).then(|| {
             // SAFETY: `left > 1` blocks remain from `base` on, so the next one is inside the
             // region allocation.
             (unsafe { base.add(BLOCK_SIZE) }, left - 1)
         });
-        base
+        Some(base)
     }
 }
 
-/// A new region of `REGION_BLOCKS` blocks. Regions are never freed: their blocks circulate
-/// between heaps through the spare list.
-fn new_region() -> NonNull<u8> {
+/// A new region of `REGION_BLOCKS` blocks, or `None` when the allocator refuses (the heap
+/// then reports `out of memory` instead of aborting). Regions are never freed: their blocks
+/// circulate between heaps through the spare list.
+fn new_region() -> Option<NonNull<u8>> {
     let layout = Layout::from_size_align(BLOCK_SIZE * REGION_BLOCKS, BLOCK_SIZE)
         .expect("constant power-of-two layout");
     // SAFETY: the layout has non-zero size.
-    let raw = unsafe { std::alloc::alloc(layout) };
-    NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+    NonNull::new(unsafe { std::alloc::alloc(layout) })
 }
 
 static POOL: std::sync::Mutex<Pool> = std::sync::Mutex::new(Pool {
@@ -249,39 +250,41 @@ impl Space {
     }
 
     /// A cell of `class` (whose cells are `size` bytes) to initialise: uninitialised if bumped,
-    /// a freed cell if popped from the free list.
+    /// a freed cell if popped from the free list; `None` if a new block was needed and the
+    /// allocator refused it.
     #[inline]
-    pub(crate) fn take_cell(&mut self, class: usize, size: usize) -> NonNull<Header> {
+    pub(crate) fn take_cell(&mut self, class: usize, size: usize) -> Option<NonNull<Header>> {
         debug_assert_eq!(class_size(class), size);
         let state = &mut self.classes[class];
         if let Some(cell) = state.free {
             // SAFETY: free-list cells are freed cells of our runs whose payload holds the link
             // written by `push_free`.
             state.free = unsafe { payload::<Option<NonNull<Header>>>(cell).read() };
-            return cell;
+            return Some(cell);
         }
         if state.cursor.addr() + size <= state.limit {
             let cell = state.cursor;
             state.cursor = cell.wrapping_add(size);
             // SAFETY: `limit` is non-zero only once `cursor` points into a run, so the
             // comparison above proves `cell` is a non-null address inside that run.
-            return unsafe { NonNull::new_unchecked(cell) }.cast();
+            return Some(unsafe { NonNull::new_unchecked(cell) }.cast());
         }
         self.take_from_new_run(class)
     }
 
     #[cold]
     #[inline(never)]
-    fn take_from_new_run(&mut self, class: usize) -> NonNull<Header> {
-        self.retire_current(class);
+    fn take_from_new_run(&mut self, class: usize) -> Option<NonNull<Header>> {
         let size = class_size(class);
         if self.tail_end - self.tail < size {
-            // The rest of the block (less than one cell) is left unused.
-            let block = Block::new(self.owner);
+            // Taken before the class retires its run, so a refusal changes nothing. The rest
+            // of the old block (less than one cell) is left unused.
+            let block = Block::new(self.owner)?;
             self.tail = block.start() + CELLS_START;
             self.tail_end = block.start() + BLOCK_SIZE;
             self.blocks.push(block);
         }
+        self.retire_current(class);
         let state = &mut self.classes[class];
         let want = (state.next_run / size).max(1) * size;
         let bytes = want.min((self.tail_end - self.tail) / size * size);
@@ -298,7 +301,7 @@ impl Space {
             cell_size: size,
             end: 0,
         });
-        start.cast()
+        Some(start.cast())
     }
 
     /// Records how far the class bumped into its current run before it moves on.
@@ -326,6 +329,15 @@ impl Space {
     /// Head of the free list of `class`.
     pub(crate) fn free_list(&self, class: usize) -> Option<NonNull<Header>> {
         self.classes[class].free
+    }
+
+    /// Gives every block back to the spare list; only for a heap whose objects are all freed.
+    pub(crate) fn release_blocks(&mut self) {
+        self.runs.clear();
+        self.classes = [SizeClass::EMPTY; NUM_CLASSES];
+        self.tail = 0;
+        self.tail_end = 0;
+        self.blocks.clear();
     }
 
     pub(crate) fn block_count(&self) -> usize {

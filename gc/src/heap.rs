@@ -20,7 +20,7 @@ static NEXT_HEAP_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// The heap counts *debt*: bytes allocated since the last collection (cell sizes, plus the
 /// external bytes objects report when allocated, plus external growth the VM reports through
-/// [`Heap::account`]). [`Heap::should_collect`] compares the debt with a threshold set at the
+/// [`Heap::account`]). [`Heap::collection_due`] compares the debt with a threshold set at the
 /// end of every collection from what survived it:
 ///
 /// ```text
@@ -36,10 +36,19 @@ static NEXT_HEAP_ID: AtomicU64 = AtomicU64::new(1);
 /// reported heap size but does not pay off debt: the pause is a promise about allocation volume.
 ///
 /// The heap never collects on its own: [`Heap::alloc`] never collects, and the VM calls
-/// [`Heap::collect`] at its safe points when `should_collect` says so, passing its roots.
+/// [`Heap::collect`] at its safe points when [`Heap::should_collect_for`] and [`Heap::collection_due`] say so, passing its roots.
+///
+/// # The byte limit
+///
+/// With `max_bytes` set, the trigger that [`Heap::should_collect_for`] compares the debt with is also
+/// capped at the room left under the limit (`max_bytes - live`), so the owner's fast path
+/// stays one compare and an allocation that might pass the limit always reaches the slow
+/// path. There the owner collects if [`Heap::collection_due`] and then asks
+/// [`Heap::fits`]; only a heap that is still too full after a collection refuses. Close to
+/// the limit the heap collects often: that is the price of a hard bound, as in Lua.
 #[derive(Clone, Debug)]
 pub struct HeapConfig {
-    /// Collect at every allocation: [`Heap::should_collect`] is true whenever anything was
+    /// Collect at every allocation: [`Heap::collection_due`] is true whenever anything was
     /// allocated since the last collection. Shakes out rooting bugs (clox's `DEBUG_STRESS_GC`).
     pub stress: bool,
     /// Run [`Heap::verify`] after every collection and panic with its message if it fails.
@@ -49,6 +58,13 @@ pub struct HeapConfig {
     pub pause_percent: usize,
     /// Never collect before this many bytes were allocated (default 1 MiB).
     pub min_threshold: usize,
+    /// The most bytes ([`HeapStats::heap_bytes`]) the heap may hold after a collection has
+    /// had its chance; `None` for no bound. See "The byte limit".
+    pub max_bytes: Option<usize>,
+    /// A test hook (Lua's memerr.lua, SpiderMonkey's oomTest): the `k`-th allocation that
+    /// asks [`Heap::admit`] (counting from 1) is refused as if memory had run out. While it
+    /// is set, [`Heap::should_collect_for`] is always true, so every allocation asks.
+    pub fail_allocation: Option<u64>,
 }
 
 impl Default for HeapConfig {
@@ -58,6 +74,8 @@ impl Default for HeapConfig {
             verify: false,
             pause_percent: 100,
             min_threshold: 1 << 20,
+            max_bytes: None,
+            fail_allocation: None,
         }
     }
 }
@@ -83,6 +101,15 @@ pub struct HeapStats {
     pub total_allocated_bytes: u64,
 }
 
+/// Why the heap refused an allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The allocator had no memory (or the test hook [`HeapConfig::fail_allocation`] fired).
+    OutOfMemory,
+    /// The allocation would take the heap past [`HeapConfig::max_bytes`].
+    OverLimit,
+}
+
 /// A garbage-collected heap: one per task. `Send`, so a task can move between worker threads,
 /// but not `Sync`: it hands out `&T`s of objects that need not be `Sync`.
 pub struct Heap {
@@ -101,8 +128,13 @@ pub struct Heap {
     external_bytes: usize,
     /// Bytes allocated since the last collection.
     debt: usize,
-    /// `should_collect` turns true when `debt` reaches this.
+    /// A collection is due when `debt` reaches this (see "Pacing").
     threshold: usize,
+    /// `should_collect_for` turns true when `debt` reaches this: `threshold` capped by the
+    /// room under the limit, or 0 while the failure hook is armed.
+    trigger: usize,
+    /// Allocations announced on the slow path, for [`HeapConfig::fail_allocation`].
+    announced: u64,
     /// Bytes allocated before the last collection.
     paid: u64,
     collections: u64,
@@ -130,13 +162,15 @@ impl Heap {
             external_bytes: 0,
             debt: 0,
             threshold: 0,
+            trigger: 0,
+            announced: 0,
             paid: 0,
             collections: 0,
             last_pause_us: 0,
             max_pause_us: 0,
             config,
         };
-        heap.threshold = heap.next_threshold(0);
+        heap.set_thresholds(0);
         heap
     }
 
@@ -144,15 +178,29 @@ impl Heap {
         self.id
     }
 
-    /// Moves `value` into the heap. Never collects: the VM collects at its safe points.
+    /// Moves `value` into the heap, panicking if the allocator has no memory left. For hosts
+    /// and tests that treat that as fatal; the VM uses [`Heap::try_alloc`].
+    pub fn alloc<T: Trace>(&mut self, value: T) -> Gc<T> {
+        match self.try_alloc(value) {
+            Ok(handle) => handle,
+            Err(_) => panic!("kiln-gc: out of memory"),
+        }
+    }
+
+    /// Moves `value` into the heap, or gives up (dropping `value`) if a new block was needed
+    /// and the allocator refused it. Never collects and never checks the byte limit: the
+    /// owner does both on its slow path (see "The byte limit" on [`HeapConfig`]).
     ///
     /// `T` must be at most 16-aligned and at most 496 bytes (a 512-byte cell); anything else is
     /// a compile error.
     #[inline]
-    pub fn alloc<T: Trace>(&mut self, value: T) -> Gc<T> {
+    pub fn try_alloc<T: Trace>(&mut self, value: T) -> Result<Gc<T>, Refused> {
         let layout = const { CellLayout::of::<T>() };
         let external = value.external_bytes();
-        let cell = self.space.take_cell(layout.class, layout.size);
+        let cell = self
+            .space
+            .take_cell(layout.class, layout.size)
+            .ok_or(Refused::OutOfMemory)?;
         // SAFETY: `take_cell` returned a cell of `layout.size` bytes in one of our blocks that
         // is either fresh or freed, so nothing refers to its contents; the layout has room and
         // alignment for a header followed by a `T`.
@@ -174,14 +222,50 @@ impl Heap {
         self.debt = self
             .debt
             .saturating_add(layout.size.saturating_add(external));
-        Gc::from_cell(cell)
+        Ok(Gc::from_cell(cell))
     }
 
-    /// Whether a collection is due (see "Pacing" on [`HeapConfig`]). In stress mode: whether
-    /// anything was allocated since the last collection.
+    /// The bytes allocating `value` adds to the heap: its cell and its external bytes.
     #[inline]
-    pub fn should_collect(&self) -> bool {
-        self.debt >= self.threshold
+    pub fn cost_of<T: Trace>(value: &T) -> usize {
+        let layout = const { CellLayout::of::<T>() };
+        layout.size.saturating_add(value.external_bytes())
+    }
+
+    /// The owner's fast-path test before allocating (or growing objects by) `bytes`: false
+    /// means go ahead; true means take the slow path, which asks [`Heap::admit`],
+    /// [`Heap::collection_due`] and [`Heap::fits`]. One add and one compare.
+    #[inline]
+    pub fn should_collect_for(&self, bytes: usize) -> bool {
+        self.debt.saturating_add(bytes) >= self.trigger
+    }
+
+    /// The slow path's first question: may this allocation go ahead at all? Counts it for
+    /// the failure hook, which refuses the chosen one with [`Refused::OutOfMemory`].
+    pub fn admit(&mut self) -> Result<(), Refused> {
+        self.announced += 1;
+        if self.config.fail_allocation == Some(self.announced) {
+            return Err(Refused::OutOfMemory);
+        }
+        Ok(())
+    }
+
+    /// Whether the owner should collect before adding `bytes`: pacing says so (see "Pacing"
+    /// on [`HeapConfig`]; in stress mode, always), or they would not fit under the limit.
+    pub fn collection_due(&self, bytes: usize) -> bool {
+        self.debt.saturating_add(bytes) >= self.threshold || !self.fits(bytes)
+    }
+
+    /// Whether `bytes` more stay within [`HeapConfig::max_bytes`].
+    pub fn fits(&self, bytes: usize) -> bool {
+        self.config
+            .max_bytes
+            .is_none_or(|max| self.bytes().saturating_add(bytes) <= max)
+    }
+
+    /// [`HeapStats::heap_bytes`].
+    fn bytes(&self) -> usize {
+        self.cell_bytes.saturating_add(self.external_bytes)
     }
 
     /// A full mark-sweep collection. `roots` must mark every handle the VM holds outside the
@@ -223,7 +307,7 @@ impl Heap {
     /// Size and activity figures.
     pub fn stats(&self) -> HeapStats {
         HeapStats {
-            heap_bytes: self.cell_bytes.saturating_add(self.external_bytes),
+            heap_bytes: self.bytes(),
             objects: self.objects,
             collections: self.collections,
             last_pause_us: self.last_pause_us,
@@ -322,7 +406,7 @@ impl Heap {
 
     fn finish_cycle(&mut self, survivors_external: usize, pause: Duration) {
         self.external_bytes = survivors_external;
-        self.threshold = self.next_threshold(self.cell_bytes.saturating_add(survivors_external));
+        self.set_thresholds(self.bytes());
         self.paid = self.paid.saturating_add(self.debt as u64);
         self.debt = 0;
         self.collections += 1;
@@ -330,14 +414,65 @@ impl Heap {
         self.max_pause_us = self.max_pause_us.max(self.last_pause_us);
     }
 
-    /// The debt at which the next collection is due, given the live bytes after this one.
-    fn next_threshold(&self, live: usize) -> usize {
-        if self.config.stress {
-            return 1;
+    /// Sets when the next collection is due and when the owner's fast path gives way,
+    /// given the live bytes after a collection.
+    fn set_thresholds(&mut self, live: usize) {
+        self.threshold = if self.config.stress {
+            1
+        } else {
+            let paced = live.saturating_mul(self.config.pause_percent) / 100;
+            // At least one byte, so a heap that allocated nothing is never due.
+            paced.max(self.config.min_threshold).max(1)
+        };
+        let room = self
+            .config
+            .max_bytes
+            .map_or(usize::MAX, |max| max.saturating_sub(live));
+        self.trigger = if self.config.fail_allocation.is_some() {
+            0
+        } else {
+            self.threshold.min(room)
+        };
+    }
+}
+
+impl Heap {
+    /// Drops every object and gives the blocks back, then returns the heap's own final
+    /// accounting: with every object freed through it, a heap that accounted honestly shows
+    /// 0 objects, 0 bytes and 0 blocks (Lua's `checkfinalmem`). Dropping a heap does the same
+    /// without the report.
+    pub fn release(mut self) -> HeapStats {
+        self.free_all();
+        self.space.release_blocks();
+        self.stats()
+    }
+
+    /// Drops every allocated object, accounting each as freed (its cell and its external
+    /// bytes as they are now). The cells are not put on free lists: the heap is going away.
+    fn free_all(&mut self) {
+        for index in 0..self.space.run_count() {
+            let cells = self.space.cells_of(index);
+            let cell_size = cells.cell_size();
+            for cell in cells {
+                // SAFETY: `cells_of` yields only cells handed out in our run (headers
+                // initialised); `&mut self` rules out any reference to their objects.
+                let header = unsafe { &mut *cell.as_ptr() };
+                if header.vtable.is_freed() {
+                    continue;
+                }
+                // Marked freed first, so a panicking destructor can never cause a second drop.
+                let vtable = std::mem::replace(&mut header.vtable, VTable::freed());
+                // SAFETY: the cell held a live object of the vtable's type, which nothing can
+                // use again: the heap is going away.
+                let external = unsafe { (vtable.external_bytes)(cell) };
+                self.external_bytes = self.external_bytes.saturating_sub(external);
+                self.objects -= 1;
+                self.cell_bytes -= cell_size;
+                // SAFETY: as above; the object is dropped exactly once.
+                unsafe { (vtable.drop)(cell) };
+            }
         }
-        let paced = live.saturating_mul(self.config.pause_percent) / 100;
-        // At least one byte, so a heap that allocated nothing is never due.
-        paced.max(self.config.min_threshold).max(1)
+        self.weak.clear();
     }
 }
 
@@ -345,17 +480,7 @@ impl Drop for Heap {
     /// Drops every allocated object; the blocks then go back to the spare list through their own
     /// destructors (which run even if an object's destructor panics).
     fn drop(&mut self) {
-        for cell in self.space.cells() {
-            // SAFETY: `cells` yields only cells handed out in our blocks (headers initialised);
-            // `&mut self` rules out any reference to their objects.
-            unsafe {
-                let header = &mut *cell.as_ptr();
-                if !header.vtable.is_freed() {
-                    let vtable = std::mem::replace(&mut header.vtable, VTable::freed());
-                    (vtable.drop)(cell);
-                }
-            }
-        }
+        self.free_all();
     }
 }
 

@@ -107,5 +107,5 @@ pub use handle::{Gc, GcAny};
 /// Bytes from a handle's address ([`Gc::addr`]) to its object. Only JIT glue that reads
 /// objects in place needs this; everything else goes through [`Gc::get`].
 pub const PAYLOAD_OFFSET: usize = cell::HEADER_SIZE;
-pub use heap::{Heap, HeapConfig, HeapStats};
+pub use heap::{Heap, HeapConfig, HeapStats, Refused};
 pub use trace::{Liveness, Trace, Tracer};

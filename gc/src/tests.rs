@@ -379,19 +379,19 @@ fn pacing_threshold_grows_with_the_live_size() {
     };
     // Nothing live yet: the threshold is the minimum.
     alloc_garbage(&mut heap, 99);
-    assert!(!heap.should_collect());
+    assert!(!heap.collection_due(0));
     alloc_garbage(&mut heap, 1);
-    assert!(heap.should_collect());
+    assert!(heap.collection_due(0));
 
     for live in [300, 600] {
         let head = list(&mut heap, live, &counter);
         heap.collect(&mut |tracer| tracer.mark(head));
         assert_eq!(heap.stats().heap_bytes, live * cell);
-        assert!(!heap.should_collect());
+        assert!(!heap.collection_due(0));
         alloc_garbage(&mut heap, live - 1);
-        assert!(!heap.should_collect(), "live {live}");
+        assert!(!heap.collection_due(0), "live {live}");
         alloc_garbage(&mut heap, 1);
-        assert!(heap.should_collect(), "live {live}");
+        assert!(heap.collection_due(0), "live {live}");
     }
 
     let stats = heap.stats();
@@ -411,13 +411,13 @@ fn stress_mode_collects_after_every_allocation() {
         ..HeapConfig::default()
     });
     let counter = Counter::default();
-    assert!(!heap.should_collect());
+    assert!(!heap.collection_due(0));
     let mut head = None;
     for value in 0..scaled(1000) as i64 {
         head = Some(node(&mut heap, value, head, &counter));
-        assert!(heap.should_collect());
+        assert!(heap.collection_due(0));
         heap.collect(&mut |tracer| tracer.mark(head.unwrap()));
-        assert!(!heap.should_collect());
+        assert!(!heap.collection_due(0));
     }
     assert_eq!(counter.drops(), 0);
     assert_eq!(list_len(&heap, head.unwrap()), scaled(1000));
@@ -561,4 +561,90 @@ fn a_large_heap_grows_its_runs_to_whole_blocks() {
     );
     heap.collect(&mut |tracer| tracer.mark(keep));
     assert_eq!(list_len(&heap, keep), len);
+}
+
+/// What an owner does before allocating `value`, as the VM does: the fast-path compare, then
+/// on the slow path the hook, a collection if due, and the limit.
+fn alloc_as_owner<T: Trace>(
+    heap: &mut Heap,
+    value: T,
+    roots: &mut dyn FnMut(&mut Tracer),
+) -> Result<Gc<T>, crate::Refused> {
+    let cost = Heap::cost_of(&value);
+    if heap.should_collect_for(cost) {
+        heap.admit()?;
+        if heap.collection_due(cost) {
+            heap.collect(roots);
+        }
+        if !heap.fits(cost) {
+            return Err(crate::Refused::OverLimit);
+        }
+    }
+    heap.try_alloc(value)
+}
+
+#[test]
+fn the_byte_limit_counts_live_bytes_only_and_refuses_past_it() {
+    let limit = 64 * 1024;
+    let mut heap = Heap::new(HeapConfig {
+        max_bytes: Some(limit),
+        ..HeapConfig::default()
+    });
+    // Far more garbage than the limit, each buffer dropped at once: every allocation fits,
+    // because the trigger makes the owner collect before the limit is reached.
+    for _ in 0..1000 {
+        let buffer = Buffer(vec![0; 1000]);
+        alloc_as_owner(&mut heap, buffer, &mut |_| {}).expect("garbage is collected first");
+        assert!(heap.stats().heap_bytes <= limit);
+    }
+    // Live data: refused once the next buffer would not fit, and the heap stays within it.
+    let mut live: Vec<Gc<Buffer>> = Vec::new();
+    let refused = loop {
+        let kept = live.clone();
+        let mut roots = |t: &mut Tracer| kept.iter().for_each(|b| t.mark(*b));
+        match alloc_as_owner(&mut heap, Buffer(vec![0; 1000]), &mut roots) {
+            Ok(b) => live.push(b),
+            Err(why) => break why,
+        }
+    };
+    assert_eq!(refused, crate::Refused::OverLimit);
+    assert!(heap.stats().heap_bytes <= limit);
+    assert!(live.len() > 50, "{}", live.len());
+}
+
+#[test]
+fn the_failure_hook_refuses_exactly_the_chosen_allocation() {
+    let mut heap = Heap::new(HeapConfig {
+        fail_allocation: Some(3),
+        ..HeapConfig::default()
+    });
+    let counter = Counter::default();
+    let outcomes: Vec<bool> = (0..5)
+        .map(|v| {
+            let n = Node {
+                next: None,
+                value: v,
+                _token: Some(counter.token()),
+            };
+            alloc_as_owner(&mut heap, n, &mut |_| {}).is_ok()
+        })
+        .collect();
+    assert_eq!(outcomes, [true, true, false, true, true]);
+    // The refused value was dropped, not leaked.
+    assert_eq!(counter.drops(), 1);
+    assert_eq!(heap.stats().objects, 4);
+}
+
+#[test]
+fn a_released_heap_accounts_for_every_object_and_block() {
+    let mut heap = Heap::new(HeapConfig::default());
+    let counter = Counter::default();
+    let head = list(&mut heap, scaled(5000), &counter);
+    heap.alloc(Buffer(vec![0; 100_000]));
+    heap.collect(&mut |t| t.mark(head));
+    heap.alloc(Buffer(vec![0; 1000]));
+    assert!(heap.stats().blocks > 1);
+    let last = heap.release();
+    assert_eq!(counter.drops(), scaled(5000));
+    assert_eq!((last.objects, last.heap_bytes, last.blocks), (0, 0, 0));
 }

@@ -18,9 +18,6 @@ use crate::stdlib::make_module;
 use crate::value::{to_key, Map, Native, NativeFn, Range, Value, WeakRef};
 use crate::vm::Vm;
 
-/// The largest string a native will build (`repeat`, `replace`, `join`, display).
-pub(crate) const MAX_STRING_BYTES: usize = 1 << 30;
-
 /// What a global name is bound to.
 enum Global {
     Fn(NativeFn),
@@ -83,43 +80,43 @@ pub fn host_global_index(i: usize) -> usize {
 impl Vm {
     /// Built-in number `i` (an index into [`GLOBALS`]).
     #[inline]
-    pub(crate) fn builtin(&mut self, i: usize) -> Value {
+    pub(crate) fn builtin(&mut self, i: usize) -> Result<Value, Fault> {
         match self.builtins[i] {
             Value::Undef => self.make_builtin(i),
-            v => v,
+            v => Ok(v),
         }
     }
 
     #[cold]
-    fn make_builtin(&mut self, i: usize) -> Value {
+    fn make_builtin(&mut self, i: usize) -> Result<Value, Fault> {
         let Some((name, global)) = ENTRIES.get(i) else {
             return self.make_host_global(i - ENTRIES.len());
         };
         let v = match global {
-            Global::Fn(func) => native(self, name, *func),
-            Global::Root => Value::Module(make_module(self, "root", crate::root::MEMBERS)),
+            Global::Fn(func) => native(self, name, *func)?,
+            Global::Root => Value::Module(make_module(self, "root", crate::root::MEMBERS)?),
         };
         // `vm.builtins` is a root.
         self.builtins[i] = v;
-        v
+        Ok(v)
     }
 }
 
 impl Vm {
-    fn make_host_global(&mut self, i: usize) -> Value {
+    fn make_host_global(&mut self, i: usize) -> Result<Value, Fault> {
         let host = self.settings.capabilities.host.clone();
         let v = match host.as_ref().and_then(|h| h.globals.get(i)) {
-            Some(f) => Value::Native(self.alloc(Native::Host(f.clone()))),
+            Some(f) => Value::Native(self.alloc(Native::Host(f.clone()))?),
             None => Value::Nil,
         };
         self.builtins[ENTRIES.len() + i] = v;
-        v
+        Ok(v)
     }
 }
 
 /// A native function value.
-pub(crate) fn native(vm: &mut Vm, name: &'static str, func: NativeFn) -> Value {
-    Value::Native(vm.alloc(Native::Builtin { name, func }))
+pub(crate) fn native(vm: &mut Vm, name: &'static str, func: NativeFn) -> Result<Value, Fault> {
+    Ok(Value::Native(vm.alloc(Native::Builtin { name, func })?))
 }
 
 // ----- argument checking ----------------------------------------------------------
@@ -252,35 +249,39 @@ pub(crate) fn parse_float_text(s: &str) -> Option<f64> {
 
 /// A new array of new strings, one per piece. The array is built first and rooted, so
 /// each string is reachable as soon as it exists.
-pub(crate) fn str_array<'s>(vm: &mut Vm, pieces: impl Iterator<Item = &'s str>) -> Value {
-    let arr = vm.new_array(Vec::new());
-    let mark = vm.roots_mark();
-    vm.push_root(arr);
-    if let Value::Array(a) = arr {
-        for p in pieces {
-            let s = vm.new_str(p);
-            a.get_mut(&mut vm.heap).items.push(s);
+pub(crate) fn str_array<'s>(
+    vm: &mut Vm,
+    pieces: impl Iterator<Item = &'s str>,
+) -> Result<Value, Fault> {
+    let arr = vm.new_array(Vec::new())?;
+    vm.with_roots(|vm| {
+        vm.push_root(arr);
+        if let Value::Array(a) = arr {
+            for p in pieces {
+                vm.grow_array(a, 1)?;
+                let s = vm.new_str(p)?;
+                a.get_mut(&mut vm.heap).items.push(s);
+            }
         }
-    }
-    vm.pop_roots(mark);
-    arr
+        Ok(arr)
+    })
 }
 
 /// A new map with string keys, for records such as `gc_stats()`. The values must be
 /// immediates or already rooted.
 pub(crate) fn record(vm: &mut Vm, fields: &[(&str, Value)]) -> Result<Value, Fault> {
-    let map = vm.new_map(Map::default());
-    let mark = vm.roots_mark();
-    vm.push_root(map);
-    for &(name, v) in fields {
-        let k = vm.new_str(name);
-        let key = to_key(k, &vm.heap)?;
-        if let Value::Map(m) = map {
-            m.get_mut(&mut vm.heap).entries.insert(key, (k, v));
+    let map = vm.new_map(Map::default())?;
+    vm.with_roots(|vm| {
+        vm.push_root(map);
+        for &(name, v) in fields {
+            let k = vm.new_str(name)?;
+            let key = to_key(k, &vm.heap)?;
+            if let Value::Map(m) = map {
+                m.get_mut(&mut vm.heap).entries.insert(key, (k, v));
+            }
         }
-    }
-    vm.pop_roots(mark);
-    Ok(map)
+        Ok(map)
+    })
 }
 
 /// The display forms of `args`, separated by spaces, then a newline.
@@ -319,7 +320,8 @@ fn str_(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         v @ Value::Str(_) => Ok(v),
         v => {
             let text = vm.display(v);
-            Ok(vm.new_string(text))
+            vm.room_for_string(text.len())?;
+            vm.new_string(text)
         }
     }
 }
@@ -362,7 +364,7 @@ fn float(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 fn type_(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("type", args, 1, 1)?;
     let name: Arc<str> = vm.type_name(a.get(0)).into();
-    Ok(vm.new_arc_str(name))
+    vm.new_arc_str(name)
 }
 
 fn len(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
@@ -395,7 +397,7 @@ fn assert(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 fn error(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("error", args, 1, 1)?;
     let message = vm.display(a.get(0));
-    Ok(vm.make_error(&message))
+    vm.make_error(&message)
 }
 
 fn range(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
@@ -414,7 +416,7 @@ fn range(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         end,
         step,
         inclusive: false,
-    });
+    })?;
     Ok(Value::Range(r))
 }
 
@@ -425,7 +427,7 @@ fn clock(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 
 fn weak(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("weak", args, 1, 1)?;
-    Ok(Value::Weak(vm.alloc(WeakRef { target: a.get(0) })))
+    Ok(Value::Weak(vm.alloc(WeakRef { target: a.get(0) })?))
 }
 
 /// A duration in milliseconds as a script gives it: negative or nan is zero.
@@ -510,7 +512,7 @@ pub(crate) mod testing {
 
     /// A new string, rooted for the rest of the test.
     pub fn text(vm: &mut Vm, s: &str) -> Value {
-        let v = vm.new_str(s);
+        let v = vm.new_str(s).unwrap();
         vm.push_root(v);
         v
     }
@@ -625,7 +627,9 @@ mod tests {
     #[test]
     fn channels_wait_only_inside_tasks() {
         let mut vm = vm();
-        let root = vm.builtin(GLOBALS.iter().position(|&n| n == "root").unwrap_or(0));
+        let root = vm
+            .builtin(GLOBALS.iter().position(|&n| n == "root").unwrap_or(0))
+            .unwrap();
         assert_eq!(vm.display(root), "<module root>");
         let ch = call(&mut vm, crate::channel::new_channel, &[]).expect("a channel");
         assert_eq!(vm.display(ch), "<channel>");

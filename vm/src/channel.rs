@@ -139,7 +139,7 @@ pub(crate) fn new_channel(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         }
     };
     let chan = Arc::new(Channel::new(cap));
-    Ok(Value::Chan(vm.alloc(ChanRef { chan })))
+    Ok(Value::Chan(vm.alloc(ChanRef { chan })?))
 }
 
 /// The method `name` of channels.
@@ -195,7 +195,7 @@ pub(crate) fn receive(vm: &mut Vm, ch: &Channel) -> Result<Value, Fault> {
     match st.take() {
         Taken::Msg(m) => {
             drop(st);
-            Ok(import(vm, &m))
+            import(vm, &m)
         }
         Taken::Closed => Ok(Value::Nil),
         Taken::Empty => {
@@ -211,10 +211,10 @@ fn try_recv(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Args::new("try_recv", &args[1..], 0, 0)?;
     let ch = chan(vm, args[0]);
     let taken = ch.state.lock().take();
-    Ok(match taken {
+    match taken {
         Taken::Msg(m) => import(vm, &m),
-        Taken::Closed | Taken::Empty => Value::Nil,
-    })
+        Taken::Closed | Taken::Empty => Ok(Value::Nil),
+    }
 }
 
 /// `ch.close()`: no more sends; waiting receivers get nil, waiting senders an error.
@@ -283,7 +283,7 @@ pub(crate) fn select(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let order: Vec<usize> = (0..chans.len()).map(|k| (k + turn) % chans.len()).collect();
     for &i in &order {
         let taken = chans[i].state.lock().take();
-        if let Some(v) = selected(vm, i, taken) {
+        if let Some(v) = selected(vm, i, taken)? {
             return Ok(v);
         }
     }
@@ -296,7 +296,7 @@ pub(crate) fn select(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
             Registered::Waiting => break w,
             // Another channel already delivered to this wait: it is being woken.
             Registered::Served => return Err(Fault::Suspend),
-            Registered::Ready(i, taken) => match selected(vm, i, taken) {
+            Registered::Ready(i, taken) => match selected(vm, i, taken)? {
                 Some(v) => return Ok(v),
                 // The message went to someone else meanwhile: wait afresh.
                 None => continue,
@@ -337,15 +337,14 @@ impl State {
     }
 }
 
-fn selected(vm: &mut Vm, i: usize, taken: Taken) -> Option<Value> {
+fn selected(vm: &mut Vm, i: usize, taken: Taken) -> Result<Option<Value>, Fault> {
     let v = match taken {
-        Taken::Msg(m) => import(vm, &m),
+        Taken::Msg(m) => import(vm, &m)?,
         Taken::Closed => Value::Nil,
-        Taken::Empty => return None,
+        Taken::Empty => return Ok(None),
     };
-    let mark = vm.roots_mark();
-    vm.push_root(v);
-    let pair = vm.new_array(vec![Value::Int(i as i64), v]);
-    vm.pop_roots(mark);
-    Some(pair)
+    vm.with_roots(|vm| {
+        vm.push_root(v);
+        vm.new_array(vec![Value::Int(i as i64), v]).map(Some)
+    })
 }

@@ -23,6 +23,7 @@ use kiln_gc::{Gc, Heap};
 
 use crate::bytecode::opc;
 use crate::channel::Channel;
+use crate::error::Fault;
 use crate::program::{ModuleId, Program, ProtoId, TypeAnn};
 use crate::task::Task;
 use crate::value::*;
@@ -361,67 +362,67 @@ impl<'h> Exporter<'h> {
 }
 
 /// Builds the value `p` describes in `vm`'s heap.
-pub fn import(vm: &mut Vm, p: &Portable) -> Value {
-    match &p.0 {
+pub fn import(vm: &mut Vm, p: &Portable) -> Result<Value, Fault> {
+    Ok(match &p.0 {
         Repr::Imm(v) => *v,
         Repr::Str(text, hash) => Value::Str(vm.alloc(Str {
             text: text.clone(),
             hash: *hash,
-        })),
-        Repr::Graph(g) => import_graph(vm, g),
-    }
+        })?),
+        Repr::Graph(g) => import_graph(vm, g)?,
+    })
 }
 
 /// Three passes, because closures and instances need their cells, module and type to
 /// exist when they are made: first every other object (containers empty), then closures
 /// and instances, then the containers' contents. Every new object stays on the handle
 /// stack until the end, so collections meanwhile keep them.
-fn import_graph(vm: &mut Vm, g: &Graph) -> Value {
-    let mark = vm.roots_mark();
-    let mut made: Vec<Value> = Vec::with_capacity(g.nodes.len());
-    for node in &g.nodes {
-        let v = make_shell(vm, node);
-        vm.push_root(v);
-        made.push(v);
-    }
-    for (i, node) in g.nodes.iter().enumerate() {
-        let v = match node {
-            Node::Func {
-                proto,
-                upvals,
-                module,
-            } => {
-                let cells = upvals.iter().map(|&u| cell_of(made[u as usize])).collect();
-                let Value::Module(m) = made[*module as usize] else {
-                    unreachable!("a closure's module node is a module")
-                };
-                Value::Func(vm.new_closure(*proto, cells, m))
-            }
-            Node::Struct { ty, fields } => {
-                let Value::Type(ty) = made[*ty as usize] else {
-                    unreachable!("an instance's type node is a struct type")
-                };
-                Value::Struct(vm.alloc(Instance {
-                    ty,
-                    fields: vec![Value::Nil; fields.len()].into_boxed_slice(),
-                }))
-            }
-            Node::Module { .. } => {
-                if let Value::Module(m) = made[i] {
-                    register_module(vm, m);
+fn import_graph(vm: &mut Vm, g: &Graph) -> Result<Value, Fault> {
+    vm.with_roots(|vm| {
+        let mut made: Vec<Value> = Vec::with_capacity(g.nodes.len());
+        for node in &g.nodes {
+            let v = make_shell(vm, node)?;
+            vm.push_root(v);
+            made.push(v);
+        }
+        for (i, node) in g.nodes.iter().enumerate() {
+            let v = match node {
+                Node::Func {
+                    proto,
+                    upvals,
+                    module,
+                } => {
+                    let cells = upvals.iter().map(|&u| cell_of(made[u as usize])).collect();
+                    let Value::Module(m) = made[*module as usize] else {
+                        unreachable!("a closure's module node is a module")
+                    };
+                    Value::Func(vm.new_closure(*proto, cells, m)?)
                 }
-                continue;
-            }
-            _ => continue,
-        };
-        vm.push_root(v);
-        made[i] = v;
-    }
-    for (node, &v) in g.nodes.iter().zip(&made) {
-        fill(vm, node, v, &made);
-    }
-    vm.pop_roots(mark);
-    made[0]
+                Node::Struct { ty, fields } => {
+                    let Value::Type(ty) = made[*ty as usize] else {
+                        unreachable!("an instance's type node is a struct type")
+                    };
+                    Value::Struct(vm.alloc(Instance {
+                        ty,
+                        fields: vec![Value::Nil; fields.len()].into_boxed_slice(),
+                    })?)
+                }
+                Node::Module { .. } => {
+                    if let Value::Module(m) = made[i] {
+                        register_module(vm, m);
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            vm.push_root(v);
+            made[i] = v;
+        }
+        for (node, &v) in g.nodes.iter().zip(&made) {
+            fill(vm, node, v, &made);
+        }
+        Ok(made[0])
+    })
 }
 
 fn cell_of(v: Value) -> Gc<Cell> {
@@ -433,18 +434,18 @@ fn cell_of(v: Value) -> Gc<Cell> {
 
 /// The object for `node` with empty contents; `Undef` for closures and instances,
 /// which the second pass makes.
-fn make_shell(vm: &mut Vm, node: &Node) -> Value {
-    match node {
+fn make_shell(vm: &mut Vm, node: &Node) -> Result<Value, Fault> {
+    Ok(match node {
         Node::Pending => unreachable!("every node is described before import"),
         Node::Str(text, hash) => Value::Str(vm.alloc(Str {
             text: text.clone(),
             hash: *hash,
-        })),
-        Node::Array(_) => vm.new_array(Vec::new()),
-        Node::Map(_) => vm.new_map(Map::default()),
+        })?),
+        Node::Array(_) => vm.new_array(Vec::new())?,
+        Node::Map(_) => vm.new_map(Map::default())?,
         Node::Func { .. } | Node::Struct { .. } => Value::Undef,
-        Node::Cell(_) => Value::Cell(vm.alloc(Cell { value: Value::Nil })),
-        Node::Native(n) => Value::Native(vm.alloc(n.clone())),
+        Node::Cell(_) => Value::Cell(vm.alloc(Cell { value: Value::Nil })?),
+        Node::Native(n) => Value::Native(vm.alloc(n.clone())?),
         Node::Type {
             name,
             fields,
@@ -460,7 +461,7 @@ fn make_shell(vm: &mut Vm, node: &Node) -> Value {
             init: None,
             methods: Vec::new(),
             key: *key,
-        })),
+        })?),
         Node::Range {
             start,
             end,
@@ -471,13 +472,14 @@ fn make_shell(vm: &mut Vm, node: &Node) -> Value {
             end: *end,
             step: *step,
             inclusive: *inclusive,
-        })),
+        })?),
         Node::Error { message, trace, .. } => Value::Error(vm.alloc(ErrorObj {
             message: message.clone(),
             trace: trace.clone(),
             suppressed: Vec::new(),
-        })),
-        Node::Weak(_) => Value::Weak(vm.alloc(WeakRef { target: Value::Nil })),
+            stack_overflow: false,
+        })?),
+        Node::Weak(_) => Value::Weak(vm.alloc(WeakRef { target: Value::Nil })?),
         Node::Module {
             name,
             names,
@@ -490,11 +492,11 @@ fn make_shell(vm: &mut Vm, node: &Node) -> Value {
             vars: Vec::new(),
             id: *id,
             started: *started,
-        })),
-        Node::Chan(c) => Value::Chan(vm.alloc(ChanRef { chan: c.clone() })),
-        Node::Task(t) => Value::Task(vm.alloc(TaskRef { task: t.clone() })),
-        Node::Host(h) => Value::Host(vm.alloc(h.clone())),
-    }
+        })?),
+        Node::Chan(c) => Value::Chan(vm.alloc(ChanRef { chan: c.clone() })?),
+        Node::Task(t) => Value::Task(vm.alloc(TaskRef { task: t.clone() })?),
+        Node::Host(h) => Value::Host(vm.alloc(h.clone())?),
+    })
 }
 
 /// Fills the contents of the object `v` made for `node`. Allocates nothing.
@@ -518,7 +520,7 @@ fn fill(vm: &mut Vm, node: &Node, v: Value, made: &[Value]) {
             for (k, kv, vv) in entries {
                 map.insert(k.clone(), (get(kv), get(vv)));
             }
-            map.capacity() * (std::mem::size_of::<(Key, (Value, Value))>() + 8)
+            map.capacity() * ENTRY_BYTES
         }
         (Node::Cell(s), Value::Cell(c)) => {
             c.get_mut(heap).value = get(s);

@@ -6,8 +6,9 @@
 //! (a cycle) prints as `[...]`, `{...}` or `Name {...}`. Only the current path counts, so
 //! a child shared by two parents prints fully both times. Output is bounded twice over:
 //! nesting deeper than [`MAX_DEPTH`] prints `...` (the printer recurses, and must not
-//! overflow the Rust stack), and output past [`MAX_OUTPUT`] is cut off with `...` (a
-//! small graph with much sharing can otherwise expand exponentially).
+//! overflow the Rust stack), and output past the run's string cap
+//! (`Limits::max_string_bytes`) is cut off with `...` (a small graph with much sharing
+//! can otherwise expand exponentially); whoever keeps the text checks the cap.
 
 use std::fmt::Write;
 
@@ -16,9 +17,6 @@ use crate::vm::Vm;
 
 /// Containers nested deeper than this print as `...`.
 const MAX_DEPTH: usize = 200;
-
-/// Output stops growing (and ends in `...`) once it passes this many bytes.
-const MAX_OUTPUT: usize = crate::builtins::MAX_STRING_BYTES;
 
 /// The display form: strings raw, everything else as [`repr`].
 pub fn display(vm: &Vm, v: Value) -> String {
@@ -32,6 +30,7 @@ pub fn display(vm: &Vm, v: Value) -> String {
 pub fn repr(vm: &Vm, v: Value) -> String {
     let mut p = Printer {
         vm,
+        limit: vm.settings.limits.max_string_bytes,
         path: Vec::new(),
         out: String::new(),
         cut: false,
@@ -149,7 +148,9 @@ struct Printer<'a> {
     vm: &'a Vm,
     path: Vec<usize>,
     out: String,
-    /// The output was cut off at [`MAX_OUTPUT`]; only closing brackets follow.
+    /// Output stops growing (and ends in `...`) once it passes this many bytes.
+    limit: usize,
+    /// The output was cut off at `limit`; only closing brackets follow.
     cut: bool,
 }
 
@@ -163,7 +164,7 @@ impl Printer<'_> {
             Value::Int(i) => write!(self.out, "{i}"),
             Value::Float(f) => self.out.write_str(&format_float(f)),
             Value::Str(s) => {
-                if !quote_into(&mut self.out, &s.get(heap).text, MAX_OUTPUT) {
+                if !quote_into(&mut self.out, &s.get(heap).text, self.limit) {
                     self.room();
                 }
                 Ok(())
@@ -283,9 +284,9 @@ impl Printer<'_> {
         self.room()
     }
 
-    /// Whether the output may grow; past [`MAX_OUTPUT`] it is cut off, marked by `...`.
+    /// Whether the output may grow; past `limit` it is cut off, marked by `...`.
     fn room(&mut self) -> bool {
-        if !self.cut && self.out.len() > MAX_OUTPUT {
+        if !self.cut && self.out.len() > self.limit {
             self.out.push_str("...");
             self.cut = true;
         }
@@ -301,7 +302,7 @@ mod tests {
 
     /// A new rooted array of `items`.
     fn array(vm: &mut Vm, items: Vec<Value>) -> Value {
-        let v = vm.new_array(items);
+        let v = vm.new_array(items).unwrap();
         vm.push_root(v);
         v
     }
@@ -356,51 +357,61 @@ mod tests {
     #[test]
     fn structs_and_ranges() {
         let mut vm = vm();
-        let ty = vm.alloc(StructType {
-            name: "Vec2".into(),
-            fields: Box::new(["x".into(), "y".into()]),
-            has_default: Box::new([false, false]),
-            field_types: Box::new([None, None]),
-            init: None,
-            methods: Vec::new(),
-            key: 0,
-        });
+        let ty = vm
+            .alloc(StructType {
+                name: "Vec2".into(),
+                fields: Box::new(["x".into(), "y".into()]),
+                has_default: Box::new([false, false]),
+                field_types: Box::new([None, None]),
+                init: None,
+                methods: Vec::new(),
+                key: 0,
+            })
+            .unwrap();
         vm.push_root(Value::Type(ty));
-        let inst = vm.alloc(Instance {
-            ty,
-            fields: Box::new([Value::Float(3.0), Value::Nil]),
-        });
+        let inst = vm
+            .alloc(Instance {
+                ty,
+                fields: Box::new([Value::Float(3.0), Value::Nil]),
+            })
+            .unwrap();
         let v = Value::Struct(inst);
         vm.push_root(v);
         inst.get_mut(&mut vm.heap).fields[1] = v;
         assert_eq!(display(&vm, v), "Vec2 { x: 3.0, y: Vec2 {...} }");
         assert_eq!(display(&vm, Value::Type(ty)), "<struct Vec2>");
-        let empty_ty = vm.alloc(StructType {
-            name: "E".into(),
-            fields: Box::new([]),
-            has_default: Box::new([]),
-            field_types: Box::new([]),
-            init: None,
-            methods: Vec::new(),
-            key: 0,
-        });
+        let empty_ty = vm
+            .alloc(StructType {
+                name: "E".into(),
+                fields: Box::new([]),
+                has_default: Box::new([]),
+                field_types: Box::new([]),
+                init: None,
+                methods: Vec::new(),
+                key: 0,
+            })
+            .unwrap();
         vm.push_root(Value::Type(empty_ty));
-        let e = vm.alloc(Instance {
-            ty: empty_ty,
-            fields: Box::new([]),
-        });
+        let e = vm
+            .alloc(Instance {
+                ty: empty_ty,
+                fields: Box::new([]),
+            })
+            .unwrap();
         assert_eq!(display(&vm, Value::Struct(e)), "E {}");
         for (start, end, step, inclusive, want) in [
             (0, 10, 1, false, "0..10"),
             (0, 10, 1, true, "0..=10"),
             (0, 10, 2, false, "range(0, 10, 2)"),
         ] {
-            let r = vm.alloc(Range {
-                start,
-                end,
-                step,
-                inclusive,
-            });
+            let r = vm
+                .alloc(Range {
+                    start,
+                    end,
+                    step,
+                    inclusive,
+                })
+                .unwrap();
             assert_eq!(display(&vm, Value::Range(r)), want);
         }
     }

@@ -56,6 +56,21 @@ pub enum Limit {
     Fuel,
     /// The host raised the interrupt flag (`Settings::interrupt`).
     Interrupted,
+    /// A task's heap would pass `Limits::heap_bytes` even after a collection.
+    HeapBytes,
+    /// A string, array or map would pass its size cap (`Limits::max_string_bytes`,
+    /// `max_array_len`, `max_map_len`).
+    Size(Collection),
+    /// A spawn would pass `Limits::max_tasks`.
+    Tasks,
+}
+
+/// Which size cap a [`Limit::Size`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collection {
+    String,
+    Array,
+    Map,
 }
 
 impl Limit {
@@ -63,6 +78,21 @@ impl Limit {
         match self {
             Limit::Fuel => "instruction limit exceeded",
             Limit::Interrupted => "interrupted by the host",
+            Limit::HeapBytes => "heap limit exceeded",
+            Limit::Size(Collection::String) => "string too large",
+            Limit::Size(Collection::Array) => "array too large",
+            Limit::Size(Collection::Map) => "map too large",
+            Limit::Tasks => "too many tasks",
+        }
+    }
+}
+
+/// An allocation the heap refused, as the fault it is.
+impl From<kiln_gc::Refused> for Fault {
+    fn from(why: kiln_gc::Refused) -> Fault {
+        match why {
+            kiln_gc::Refused::OutOfMemory => crate::limits::out_of_memory(),
+            kiln_gc::Refused::OverLimit => Fault::Limit(Limit::HeapBytes),
         }
     }
 }
@@ -98,6 +128,9 @@ pub enum ErrorKind {
     Io,
     /// A host-imposed limit stopped the script.
     Limit(Limit),
+    /// An uncaught `stack overflow`: calls nested past `Settings::max_depth`. Catchable
+    /// by the script, unlike a [`Limit`], but told apart from other runtime errors.
+    StackOverflow,
 }
 
 /// The error a host or the CLI receives.

@@ -159,7 +159,7 @@ pub(crate) fn get_field(vm: &mut Vm, obj: Value, name: &str) -> Result<Value, Fa
         return get(vm, &[obj]);
     }
     match ty.method(name) {
-        Some(m) => Ok(Value::Native(vm.alloc(Native::Host(m.clone())))),
+        Some(m) => Ok(Value::Native(vm.alloc(Native::Host(m.clone()))?)),
         None => Err(fault!("unknown field `{name}` for {}", ty.name)),
     }
 }
@@ -254,12 +254,15 @@ impl Vm {
     /// Variable `name` of module `id` (`None` if it has none; `Undef` before its
     /// initialisation ran).
     pub fn module_var(&mut self, id: ModuleId, name: &str) -> Option<Value> {
-        self.module_obj(id).get(&self.heap).member(name)
+        self.module_obj(id).ok()?.get(&self.heap).member(name)
     }
 
     /// Sets variable `name` of module `id`; false if it has none.
     pub fn set_module_var(&mut self, id: ModuleId, name: &str, v: Value) -> bool {
-        let m = self.module_obj(id).get_mut(&mut self.heap);
+        let Ok(m) = self.module_obj(id) else {
+            return false;
+        };
+        let m = m.get_mut(&mut self.heap);
         match find_name(m.names.iter().map(|n| &**n), name) {
             Some(i) => {
                 m.vars[i] = v;

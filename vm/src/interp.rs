@@ -18,6 +18,9 @@ use crate::tier::{JitMode, Materialize, TierExit};
 use crate::value::*;
 use crate::vm::{Frame, Handler, Vm};
 
+/// The error of a call past `Settings::max_depth` (catchable).
+pub(crate) const STACK_OVERFLOW: &str = "stack overflow";
+
 impl Vm {
     /// Runs frames until the frame count drops back to `stop`; returns the value the
     /// frame at depth `stop` returned.
@@ -35,15 +38,19 @@ impl Vm {
         let value = match fault {
             // The task resumes later exactly here: nothing unwinds.
             Fault::Suspend => return Err(fault),
-            Fault::Exit(_) | Fault::Limit(_) => {
-                if matches!(fault, Fault::Limit(_)) && self.throw_trace.is_none() {
-                    self.throw_trace = Some(self.capture_trace());
+            Fault::Exit(_) | Fault::Limit(_) => return Err(self.unwind(fault, stop)),
+            Fault::Error(msg) => match self.make_error(&msg) {
+                Ok(v) => {
+                    if let (Value::Error(e), true) = (v, msg == STACK_OVERFLOW) {
+                        e.get_mut(&mut self.heap).stack_overflow = true;
+                    }
+                    v
                 }
-                self.frames.truncate(stop);
-                self.handlers.retain(|h| h.frame < stop);
-                return Err(fault);
-            }
-            Fault::Error(msg) => self.make_error(&msg),
+                Err(limit @ Fault::Limit(_)) => return Err(self.unwind(limit, stop)),
+                // No memory even for the error value: no handler can be given one, so
+                // the error leaves this execution as it is.
+                Err(_) => return Err(self.unwind(Fault::Error(msg), stop)),
+            },
             Fault::Throw(v) => {
                 if !matches!(v, Value::Error(_)) {
                     self.throw_trace = Some(self.capture_trace());
@@ -69,6 +76,17 @@ impl Vm {
         }
     }
 
+    /// Drops the frames and handlers of this execution for a fault no handler may see;
+    /// a limit keeps the trace of where it struck.
+    fn unwind(&mut self, fault: Fault, stop: usize) -> Fault {
+        if matches!(fault, Fault::Limit(_)) && self.throw_trace.is_none() {
+            self.throw_trace = Some(self.capture_trace());
+        }
+        self.frames.truncate(stop);
+        self.handlers.retain(|h| h.frame < stop);
+        fault
+    }
+
     /// Pushes a frame for `closure` whose callee slot is `callee` (absolute) with
     /// `nargs` arguments after it; the result will go to `ret`.
     pub(crate) fn push_frame(
@@ -89,7 +107,7 @@ impl Vm {
             return Err(Fault::Error(arity_message(p, nargs)));
         }
         if self.frames.len() >= self.settings.max_depth {
-            return Err(Fault::Error("stack overflow".into()));
+            return Err(Fault::Error(STACK_OVERFLOW.into()));
         }
         let base = callee + 1;
         let need = base + max_regs + 1;
@@ -106,7 +124,7 @@ impl Vm {
             } else {
                 Vec::new()
             };
-            let arr = self.new_array(extra);
+            let arr = self.new_array(extra)?;
             self.stack[base + np] = arr;
         }
         self.frames.push(Frame {
@@ -206,7 +224,7 @@ impl Vm {
             ($e:expr) => {
                 match $e {
                     Ok(v) => v,
-                    Err(e) => throw!(e),
+                    Err(e) => throw!(e.into()),
                 }
             };
         }
@@ -299,7 +317,7 @@ impl Vm {
                 }
                 opc::LoadTrue => r!(ins.a()) = Value::Bool(true),
                 opc::LoadFalse => r!(ins.a()) = Value::Bool(false),
-                opc::LoadBuiltin => r!(ins.a()) = self.builtin(ins.bx()),
+                opc::LoadBuiltin => r!(ins.a()) = check!(self.builtin(ins.bx())),
                 opc::GetModule => {
                     let v = frame.module.get(&self.heap).vars[ins.bx()];
                     if let Value::Undef = v {
@@ -323,7 +341,7 @@ impl Vm {
                 }
                 opc::NewCell => {
                     let v = r!(ins.a());
-                    let c = self.alloc(Cell { value: v });
+                    let c = check!(self.alloc(Cell { value: v }));
                     r!(ins.a()) = Value::Cell(c);
                 }
                 opc::GetCell => {
@@ -624,15 +642,16 @@ impl Vm {
                 opc::NewArray => {
                     let (b, n) = (base + ins.b(), ins.c());
                     let items = self.stack[b..b + n].to_vec();
-                    r!(ins.a()) = self.new_array(items);
+                    r!(ins.a()) = check!(self.new_array(items));
                 }
                 opc::ArrayExtend => {
                     let (b, n) = (base + ins.b(), ins.c());
                     let Value::Array(arr) = r!(ins.a()) else {
                         throw!(Fault::Error("internal error: expected an array".into()))
                     };
-                    let items = self.stack[b..b + n].to_vec();
-                    arr.get_mut(&mut self.heap).items.extend(items);
+                    check!(self.grow_array(arr, n));
+                    let items = &self.stack[b..b + n];
+                    arr.get_mut(&mut self.heap).items.extend_from_slice(items);
                 }
                 opc::NewMap | opc::MapExtend => {
                     save_pc!();
@@ -645,12 +664,12 @@ impl Vm {
                     save_pc!();
                     let (s, e) = (r!(ins.b()), r!(ins.c()));
                     let (start, end, _) = check!(ops::range_ints(&self.heap, s, e, Value::Int(1)));
-                    let g = self.alloc(Range {
+                    let g = check!(self.alloc(Range {
                         start,
                         end,
                         step: 1,
                         inclusive: ins.op_byte() == opc::NewRangeIncl,
-                    });
+                    }));
                     r!(ins.a()) = Value::Range(g);
                 }
                 opc::GetIndex => {
@@ -714,7 +733,7 @@ impl Vm {
                 }
                 opc::NewStructType => {
                     save_pc!();
-                    let t = self.make_struct_type(&frame, proto, ins.bx());
+                    let t = check!(self.make_struct_type(&frame, proto, ins.bx()));
                     r!(ins.a()) = Value::Type(t);
                 }
                 opc::AddMethod => {
@@ -726,17 +745,8 @@ impl Vm {
                 }
                 opc::Concat => {
                     save_pc!();
-                    let mut s = String::new();
-                    for i in 0..ins.c() {
-                        let v = r!(ins.b() + i);
-                        let part = match v {
-                            Value::Str(g) => g.get(&self.heap).text.clone(),
-                            _ => self.display(v).into(),
-                        };
-                        check!(ops::check_string_size(s.len() + part.len()));
-                        s.push_str(&part);
-                    }
-                    r!(ins.a()) = self.new_string(s);
+                    let s = check!(self.concat(base + ins.b(), ins.c()));
+                    r!(ins.a()) = check!(self.new_string(s));
                 }
                 opc::Throw => throw!(Fault::Throw(r!(ins.a()))),
                 opc::PushHandler => {
@@ -758,15 +768,15 @@ impl Vm {
                 }
                 opc::ImportModule => {
                     save_pc!();
-                    let m = self.module_obj(crate::program::ModuleId(ins.bx() as u32));
+                    let m = check!(self.module_obj(crate::program::ModuleId(ins.bx() as u32)));
                     let a = base + ins.a();
                     if m.get(&self.heap).started {
                         self.stack[a] = Value::Module(m);
                     } else {
-                        m.get_mut(&mut self.heap).started = true;
                         let id = m.get(&self.heap).id.expect("file module");
                         let main = program.module(id).main;
-                        let c = self.new_closure(main, Box::new([]), m);
+                        let c = check!(self.new_closure(main, Box::new([]), m));
+                        m.get_mut(&mut self.heap).started = true;
                         self.stack[a] = Value::Func(c);
                         check!(self.push_frame(c, a, 0, a));
                         reload!();
@@ -860,14 +870,40 @@ impl Vm {
             };
             cells.push(cell);
         }
-        Ok(self.new_closure(child, cells.into_boxed_slice(), frame.module))
+        self.new_closure(child, cells.into_boxed_slice(), frame.module)
     }
 
-    fn make_struct_type(&mut self, frame: &Frame, proto: &Proto, idx: usize) -> Gc<StructType> {
+    /// `Concat`: the display forms of `n` registers from `first`, joined. The cap and the
+    /// heap are checked before the result is built, so runaway interpolation stops at
+    /// its limit.
+    #[inline(never)]
+    fn concat(&mut self, first: usize, n: usize) -> Result<String, Fault> {
+        let parts: Vec<std::sync::Arc<str>> = (first..first + n)
+            .map(|r| match self.stack[r] {
+                Value::Str(g) => g.get(&self.heap).text.clone(),
+                v => self.display(v).into(),
+            })
+            .collect();
+        let len = parts.iter().map(|p| p.len()).fold(0, usize::saturating_add);
+        self.room_for_string(len)?;
+        let mut s = crate::limits::string_buffer(len)?;
+        for p in &parts {
+            s.push_str(p);
+        }
+        Ok(s)
+    }
+
+    fn make_struct_type(
+        &mut self,
+        frame: &Frame,
+        proto: &Proto,
+        idx: usize,
+    ) -> Result<Gc<StructType>, Fault> {
         let desc = &proto.structs[idx];
         let init = desc
             .init
-            .map(|i| self.new_closure(proto.protos[i as usize], Box::new([]), frame.module));
+            .map(|i| self.new_closure(proto.protos[i as usize], Box::new([]), frame.module))
+            .transpose()?;
         let ty = StructType {
             name: desc.name.clone(),
             fields: desc.fields.clone().into_boxed_slice(),
@@ -877,7 +913,7 @@ impl Vm {
             methods: Vec::new(),
             key: StructType::key_of(frame.proto.0, idx),
         };
-        self.alloc(ty)
+        Ok(self.alloc(ty)?)
     }
 }
 

@@ -39,7 +39,7 @@ pub mod vm;
 
 use std::sync::Arc;
 
-pub use error::{Diagnostic, ErrorKind, Fault, KilnError, Limit};
+pub use error::{Collection, Diagnostic, ErrorKind, Fault, KilnError, Limit};
 pub use limits::{Clock, Limits, SharedClock};
 pub use loader::Loader;
 pub use program::{ModuleId, Program};
@@ -77,13 +77,13 @@ impl Vm {
 
     /// Runs a module's top level if it has not run yet; returns its module object.
     pub(crate) fn run_module(&mut self, id: ModuleId) -> Result<Value, Fault> {
-        let m = self.module_obj(id);
+        let m = self.module_obj(id)?;
         if m.get(&self.heap).started {
             return Ok(Value::Module(m));
         }
-        m.get_mut(&mut self.heap).started = true;
         let main = self.program.module(id).main;
-        let c = self.new_closure(main, Box::new([]), m);
+        let c = self.new_closure(main, Box::new([]), m)?;
+        m.get_mut(&mut self.heap).started = true;
         let slot = match self.frames.last() {
             Some(f) => f.base + self.program.proto(f.proto).max_regs as usize,
             None => 0,
@@ -94,7 +94,13 @@ impl Vm {
         self.stack[slot] = Value::Func(c);
         let depth = self.frames.len();
         self.push_frame(c, slot, 0, slot)?;
-        self.execute(depth)
+        let result = self.execute(depth);
+        if result.is_err() && Some(id) == self.program.prelude {
+            // Only a failed allocation can stop the prelude (it only declares functions):
+            // it runs again at its next use instead of leaving built-in methods missing.
+            m.get_mut(&mut self.heap).started = false;
+        }
+        result
     }
 
     /// A prelude function by name (script-level built-in methods).
@@ -106,7 +112,7 @@ impl Vm {
         // A spawned task runs the prelude (function declarations only: no call, no
         // loop, so it cannot suspend) the first time it needs it.
         self.run_module(id)?;
-        let m = self.module_obj(id);
+        let m = self.module_obj(id)?;
         match m.get(&self.heap).member(name) {
             Some(v) if !matches!(v, Value::Undef) => Ok(v),
             _ => Err(fault!("internal error: prelude has no `{name}`")),
@@ -115,8 +121,12 @@ impl Vm {
 
     /// Turns an uncaught fault into the error a host sees.
     pub(crate) fn report(&mut self, fault: Fault) -> KilnError {
-        let kind = match fault {
-            Fault::Limit(limit) => ErrorKind::Limit(limit),
+        let kind = match &fault {
+            Fault::Limit(limit) => ErrorKind::Limit(*limit),
+            Fault::Error(msg) if msg == crate::interp::STACK_OVERFLOW => ErrorKind::StackOverflow,
+            Fault::Throw(Value::Error(e)) if e.get(&self.heap).stack_overflow => {
+                ErrorKind::StackOverflow
+            }
             _ => ErrorKind::Runtime,
         };
         let (message, trace): (String, Arc<[value::TraceEntry]>) = match fault {

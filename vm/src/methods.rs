@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use kiln_gc::{Gc, Heap};
 
-use crate::builtins::{parse_float_text, parse_int_text, str_array, Args, MAX_STRING_BYTES};
-use crate::error::Fault;
+use crate::builtins::{parse_float_text, parse_int_text, str_array, Args};
+use crate::error::{Collection, Fault};
 use crate::fault;
 use crate::ops::{array_slot, compare, equal, index_error};
 use crate::value::{to_key, Array, Map, NativeFn, Value};
@@ -185,12 +185,6 @@ fn edit_items<R>(vm: &mut Vm, arr: Gc<Array>, f: impl FnOnce(&mut Vec<Value>) ->
     r
 }
 
-/// Makes room for one more item. A failed allocation is the error `out of memory` rather
-/// than the end of the process.
-fn grow(items: &mut Vec<Value>) -> Result<(), Fault> {
-    items.try_reserve(1).map_err(|_| fault!("out of memory"))
-}
-
 /// An offset into a sequence of `len`, negative counting from the end, clamped to
 /// `0..=len`.
 fn clamp_offset(len: usize, i: i64) -> usize {
@@ -215,10 +209,6 @@ fn slice_bounds(heap: &Heap, a: &Args, len: usize) -> Result<(usize, usize), Fau
     Ok((start, end.max(start)))
 }
 
-fn string_too_large() -> Fault {
-    fault!("string too large")
-}
-
 // ----- arrays ---------------------------------------------------------------------
 
 fn array_len(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
@@ -228,7 +218,8 @@ fn array_len(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 
 fn array_push(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (arr, a) = array_args("push", args, 1, 1)?;
-    edit_items(vm, arr, |items| grow(items).map(|()| items.push(a.get(0))))?;
+    vm.grow_array(arr, 1)?;
+    arr.get_mut(&mut vm.heap).items.push(a.get(0));
     Ok(Value::Nil)
 }
 
@@ -251,9 +242,8 @@ fn array_insert(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         .and_then(|p| usize::try_from(p).ok())
         .filter(|&p| p <= len)
         .ok_or_else(|| index_error(i, len))?;
-    edit_items(vm, arr, |items| {
-        grow(items).map(|()| items.insert(pos, a.get(1)))
-    })?;
+    vm.grow_array(arr, 1)?;
+    arr.get_mut(&mut vm.heap).items.insert(pos, a.get(1));
     Ok(Value::Nil)
 }
 
@@ -276,7 +266,7 @@ fn array_slice(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let items = &arr.get(&vm.heap).items;
     let (start, end) = slice_bounds(&vm.heap, &a, items.len())?;
     let part = items[start..end].to_vec();
-    Ok(vm.new_array(part))
+    vm.new_array(part)
 }
 
 fn array_position(heap: &Heap, arr: Gc<Array>, target: Value) -> Option<usize> {
@@ -359,17 +349,15 @@ fn array_join(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
             Some(s) => out.push_str(s),
             None => out.push_str(&vm.display(v)),
         }
-        if out.len() > MAX_STRING_BYTES {
-            return Err(string_too_large());
-        }
+        vm.check_size(Collection::String, out.len())?;
     }
-    Ok(vm.new_string(out))
+    vm.new_string(out)
 }
 
 fn array_copy(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (arr, _) = array_args("copy", args, 0, 0)?;
     let items = arr.get(&vm.heap).items.clone();
-    Ok(vm.new_array(items))
+    vm.new_array(items)
 }
 
 // ----- maps -----------------------------------------------------------------------
@@ -382,13 +370,13 @@ fn map_len(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 fn map_keys(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (m, _) = map_args("keys", args, 0, 0)?;
     let keys = m.get(&vm.heap).entries.values().map(|&(k, _)| k).collect();
-    Ok(vm.new_array(keys))
+    vm.new_array(keys)
 }
 
 fn map_values(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (m, _) = map_args("values", args, 0, 0)?;
     let values = m.get(&vm.heap).entries.values().map(|&(_, v)| v).collect();
-    Ok(vm.new_array(values))
+    vm.new_array(values)
 }
 
 /// The value stored under argument 0 of `a`, if any.
@@ -425,7 +413,7 @@ fn map_clear(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 fn map_copy(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (m, _) = map_args("copy", args, 0, 0)?;
     let entries = m.get(&vm.heap).entries.clone();
-    Ok(vm.new_map(Map { entries }))
+    vm.new_map(Map { entries })
 }
 
 // ----- strings --------------------------------------------------------------------
@@ -442,22 +430,22 @@ fn chars_of(s: &str) -> impl Iterator<Item = &str> {
 
 fn str_chars(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (s, _) = str_args(vm, "chars", args, 0, 0)?;
-    Ok(str_array(vm, chars_of(&s)))
+    str_array(vm, chars_of(&s))
 }
 
 fn str_upper(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (s, _) = str_args(vm, "upper", args, 0, 0)?;
-    Ok(vm.new_string(s.to_uppercase()))
+    vm.new_string(s.to_uppercase())
 }
 
 fn str_lower(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (s, _) = str_args(vm, "lower", args, 0, 0)?;
-    Ok(vm.new_string(s.to_lowercase()))
+    vm.new_string(s.to_lowercase())
 }
 
 fn str_trim(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (s, _) = str_args(vm, "trim", args, 0, 0)?;
-    Ok(vm.new_str(s.trim()))
+    vm.new_str(s.trim())
 }
 
 /// `split(sep)`; `split("")` splits into characters and `split()` on runs of whitespace.
@@ -467,11 +455,11 @@ fn str_split(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         Some(_) => Some(a.str(&vm.heap, 0)?.into()),
         None => None,
     };
-    Ok(match sep.as_deref() {
+    match sep.as_deref() {
         None => str_array(vm, s.split_whitespace()),
         Some("") => str_array(vm, chars_of(&s)),
         Some(sep) => str_array(vm, s.split(sep)),
-    })
+    }
 }
 
 /// A string predicate taking one string argument.
@@ -505,7 +493,12 @@ fn str_find(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 /// Replaces every occurrence (an empty pattern matches between all characters).
 fn str_replace(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (s, a) = str_args(vm, "replace", args, 2, 2)?;
-    let (from, to) = (a.str(&vm.heap, 0)?, a.str(&vm.heap, 1)?);
+    // Owned, because making room may collect (the arguments themselves stay rooted).
+    let (from, to) = (
+        a.str(&vm.heap, 0)?.to_owned(),
+        a.str(&vm.heap, 1)?.to_owned(),
+    );
+    let (from, to) = (from.as_str(), to.as_str());
     if to.len() > from.len() {
         let hits = if from.is_empty() {
             s.chars().count() + 1
@@ -515,12 +508,10 @@ fn str_replace(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         let size = hits
             .checked_mul(to.len() - from.len())
             .and_then(|extra| extra.checked_add(s.len()));
-        if size.is_none_or(|n| n > MAX_STRING_BYTES) {
-            return Err(string_too_large());
-        }
+        vm.room_for_string(size.unwrap_or(usize::MAX))?;
     }
     let out = s.replace(from, to);
-    Ok(vm.new_string(out))
+    vm.new_string(out)
 }
 
 /// `slice(start, end?)` by byte offsets, which must fall on character boundaries.
@@ -531,20 +522,15 @@ fn str_slice(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     if let Some(i) = bad {
         return Err(fault!("slice index {i} is not on a character boundary"));
     }
-    Ok(vm.new_str(&s[start..end]))
+    vm.new_str(&s[start..end])
 }
 
 fn str_repeat(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let (s, a) = str_args(vm, "repeat", args, 1, 1)?;
     let n = a.int(&vm.heap, 0)?;
     let n = usize::try_from(n).map_err(|_| fault!("repeat count cannot be negative, got {n}"))?;
-    if s.len()
-        .checked_mul(n)
-        .is_none_or(|size| size > MAX_STRING_BYTES)
-    {
-        return Err(string_too_large());
-    }
-    Ok(vm.new_string(s.repeat(n)))
+    vm.room_for_string(s.len().saturating_mul(n))?;
+    vm.new_string(s.repeat(n))
 }
 
 fn str_parse_int(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
@@ -581,7 +567,7 @@ fn to_fixed(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         Value::Float(f) => format!("{f:.n$}"),
         _ => return Err(wrong_receiver("to_fixed")),
     };
-    Ok(vm.new_string(text))
+    vm.new_string(text)
 }
 
 fn range_len(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
@@ -690,7 +676,10 @@ mod tests {
         );
         assert_eq!(shown(run(&mut vm, empty, "chars", &[])), "[]");
         let big = Value::Int(i64::MAX);
-        assert_eq!(fails(run(&mut vm, s, "repeat", &[big])), "string too large");
+        assert!(matches!(
+            run(&mut vm, s, "repeat", &[big]),
+            Err(Fault::Limit(crate::Limit::Size(Collection::String)))
+        ));
         assert!(fails(run(&mut vm, s, "repeat", &[Value::Int(-1)])).contains("negative"));
         assert_eq!(
             fails(run(&mut vm, s, "find", &[Value::Int(1)])),
@@ -710,7 +699,7 @@ mod tests {
             Value::Float(-0.5),
             Value::Int(1),
         ];
-        let arr = vm.new_array(items);
+        let arr = vm.new_array(items).unwrap();
         vm.push_root(arr);
         assert_eq!(shown(run(&mut vm, arr, "sort", &[])), "nil");
         assert_eq!(vm.display(arr), "[-0.5, 1, 3, nan]");
@@ -743,7 +732,7 @@ mod tests {
         let sep = text(&mut vm, "|");
         assert_eq!(shown(run(&mut vm, arr, "join", &[sep])), "-0.5|1|3|9|nan");
         let s = text(&mut vm, "a");
-        let mixed = vm.new_array(vec![Value::Int(1), s]);
+        let mixed = vm.new_array(vec![Value::Int(1), s]).unwrap();
         vm.push_root(mixed);
         assert_eq!(
             fails(run(&mut vm, mixed, "sort", &[])),
@@ -771,12 +760,14 @@ mod tests {
         ] {
             assert_eq!(shown(run(&mut vm, x, "to_fixed", &[Value::Int(n)])), want);
         }
-        let r = vm.alloc(crate::value::Range {
-            start: 10,
-            end: 0,
-            step: -3,
-            inclusive: false,
-        });
+        let r = vm
+            .alloc(crate::value::Range {
+                start: 10,
+                end: 0,
+                step: -3,
+                inclusive: false,
+            })
+            .unwrap();
         let r = Value::Range(r);
         vm.push_root(r);
         assert_eq!(shown(run(&mut vm, r, "len", &[])), "4");
@@ -789,7 +780,7 @@ mod tests {
             shown(run(&mut vm, r, "contains", &[Value::Int(0)])),
             "false"
         );
-        let m = vm.new_map(Map::default());
+        let m = vm.new_map(Map::default()).unwrap();
         vm.push_root(m);
         let k = text(&mut vm, "k");
         if let Value::Map(g) = m {

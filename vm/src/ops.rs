@@ -140,13 +140,12 @@ pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault>
         match (a, b) {
             (Value::Str(_), _) | (_, Value::Str(_)) => {
                 let (x, y) = (vm.display(a), vm.display(b));
-                check_string_size(x.len() + y.len())?;
-                return Ok(vm.new_string(x + &y));
+                return concat2(vm, x, &y);
             }
             (Value::Array(x), Value::Array(y)) => {
                 let mut items = x.get(&vm.heap).items.clone();
                 items.extend_from_slice(&y.get(&vm.heap).items);
-                return Ok(vm.new_array(items));
+                return vm.new_array(items);
             }
             _ => {}
         }
@@ -156,14 +155,14 @@ pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault>
     ))
 }
 
-/// Strings built by `+` and interpolation share the natives' size cap, so a runaway
-/// doubling ends in a catchable error rather than a failed allocation.
-pub fn check_string_size(len: usize) -> Result<(), Fault> {
-    if len > crate::builtins::MAX_STRING_BYTES {
-        Err(fault!("string too large"))
-    } else {
-        Ok(())
-    }
+/// `x + y` for strings: the cap and the heap are checked before the result is built, so
+/// a runaway doubling stops at its limit instead of exhausting memory.
+fn concat2(vm: &mut Vm, mut x: String, y: &str) -> Result<Value, Fault> {
+    vm.room_for_string(x.len().saturating_add(y.len()))?;
+    x.try_reserve_exact(y.len())
+        .map_err(|_| crate::limits::out_of_memory())?;
+    x.push_str(y);
+    vm.new_string(x)
 }
 
 /// `& | ^ << >>` on ints.
@@ -371,7 +370,7 @@ pub fn iter_next(vm: &mut Vm, slot: usize, two: bool) -> Result<bool, Fault> {
             };
             let next = ((chars as i64 + 1) << 32) | (off + c.len_utf8()) as i64;
             vm.stack[slot + 1] = Value::Int(next);
-            let cs = vm.new_string(c.to_string());
+            let cs = vm.new_string(c.to_string())?;
             (Value::Int(chars as i64), cs)
         }
         Value::Chan(c) => {
@@ -450,15 +449,18 @@ pub fn set_index(vm: &mut Vm, o: Value, i: Value, v: Value) -> Result<(), Fault>
         },
         Value::Map(m) => {
             let key = to_key(i, &vm.heap)?;
-            let entries = &mut m.get_mut(&mut vm.heap).entries;
-            let before = entries.capacity();
+            let entries = &m.get(&vm.heap).entries;
+            // Only a new key in a full map (or one at its cap) needs room: the lookup is
+            // paid on that path alone.
+            let full = entries.len() >= entries.capacity()
+                || entries.len() >= vm.settings.limits.max_map_len;
+            if full && !entries.contains_key(&key) {
+                vm.grow_map(m, 1)?;
+            }
             // An existing entry keeps the key as first written (`m[1.0] = x` after
             // `m[1] = y` updates the entry of `1`).
+            let entries = &mut m.get_mut(&mut vm.heap).entries;
             entries.entry(key).and_modify(|e| e.1 = v).or_insert((i, v));
-            let grown = entries.capacity() - before;
-            if grown > 0 {
-                vm.heap.account((grown * 72) as isize);
-            }
             Ok(())
         }
         other => Err(fault!("cannot index {}", other.type_name(&vm.heap))),
@@ -515,25 +517,15 @@ fn error_field(vm: &mut Vm, e: kiln_gc::Gc<ErrorObj>, n: &str) -> Result<Value, 
     match n {
         "message" => {
             let m = err.message.clone();
-            Ok(vm.new_arc_str(m))
+            vm.new_arc_str(m)
         }
         "trace" => {
             let lines: Vec<String> = err.trace.iter().map(|t| t.to_string()).collect();
-            let arr = vm.new_array(Vec::with_capacity(lines.len()));
-            let mark = vm.roots_mark();
-            vm.push_root(arr);
-            for l in lines {
-                let s = vm.new_string(l);
-                if let Value::Array(a) = arr {
-                    a.get_mut(&mut vm.heap).items.push(s);
-                }
-            }
-            vm.pop_roots(mark);
-            Ok(arr)
+            crate::builtins::str_array(vm, lines.iter().map(String::as_str))
         }
         "suppressed" => {
             let items = err.suppressed.clone();
-            Ok(vm.new_array(items))
+            vm.new_array(items)
         }
         _ => Err(fault!("unknown field `{n}` for error")),
     }
@@ -562,8 +554,12 @@ pub fn set_field(vm: &mut Vm, o: Value, n: &Arc<str>, v: Value) -> Result<(), Fa
             Ok(())
         }
         Value::Map(_) => {
-            let key = vm.new_arc_str(n.clone());
-            set_index(vm, o, key, v)
+            let key = vm.new_arc_str(n.clone())?;
+            // Growing the map may collect: the new key string must survive it.
+            vm.with_roots(|vm| {
+                vm.push_root(key);
+                set_index(vm, o, key, v)
+            })
         }
         Value::Host(_) => crate::host::set_field(vm, o, n, v),
         other => Err(fault!(
@@ -607,7 +603,7 @@ pub fn new_struct(vm: &mut Vm, a: usize, b: usize, shape: &[Arc<str>]) -> Result
     let inst = vm.alloc(Instance {
         ty,
         fields: fields.into_boxed_slice(),
-    });
+    })?;
     match init {
         Some(init) => {
             vm.stack[b] = Value::Func(init);
@@ -630,6 +626,7 @@ pub fn map_literal(vm: &mut Vm, ins: Instr, base: usize) -> Result<Value, Fault>
         let (k, v) = (vm.stack[start + 2 * p], vm.stack[start + 2 * p + 1]);
         pairs.push((to_key(k, &vm.heap)?, (k, v)));
     }
+    let more = pairs.len();
     // A repeated key keeps its first spelling and position, like an assignment.
     let insert_all = |map: &mut Map| {
         for (key, (k, v)) in pairs {
@@ -642,9 +639,10 @@ pub fn map_literal(vm: &mut Vm, ins: Instr, base: usize) -> Result<Value, Fault>
     if ins.op_byte() == opc::NewMap {
         let mut map = Map::default();
         insert_all(&mut map);
-        Ok(vm.new_map(map))
+        vm.new_map(map)
     } else {
         if let Value::Map(m) = vm.stack[base + ins.a()] {
+            vm.grow_map(m, more)?;
             insert_all(m.get_mut(&mut vm.heap));
         }
         Ok(Value::Nil)

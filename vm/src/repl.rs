@@ -44,7 +44,7 @@ impl Repl {
         let (names, consts) = (info.vars.clone(), info.consts.clone());
         let obj = match self.module {
             Some(m) => m,
-            None => self.vm.module_obj(id),
+            None => self.vm.module_obj(id).map_err(|f| self.vm.report(f))?,
         };
         {
             let m = obj.get_mut(&mut self.vm.heap);

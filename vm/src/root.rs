@@ -51,7 +51,7 @@ fn get(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("get", args, 1, 1)?;
     let k = key(vm, &a)?;
     let p = STORE.lock().get(&k).cloned();
-    Ok(p.map_or(Value::Nil, |p| import(vm, &p)))
+    p.map_or(Ok(Value::Nil), |p| import(vm, &p))
 }
 
 /// `root.remove(k)`: removes the key; returns the value it held, or nil.
@@ -59,7 +59,7 @@ fn remove(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("remove", args, 1, 1)?;
     let k = key(vm, &a)?;
     let p = STORE.lock().remove(&k);
-    Ok(p.map_or(Value::Nil, |p| import(vm, &p)))
+    p.map_or(Ok(Value::Nil), |p| import(vm, &p))
 }
 
 /// `root.keys(prefix?)`: the keys starting with `prefix`, sorted.
@@ -76,16 +76,15 @@ fn keys(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
         .cloned()
         .collect();
     found.sort();
-    let mark = vm.roots_mark();
-    let mut items = Vec::with_capacity(found.len());
-    for k in found {
-        let v = vm.new_arc_str(k);
-        vm.push_root(v);
-        items.push(v);
-    }
-    let arr = vm.new_array(items);
-    vm.pop_roots(mark);
-    Ok(arr)
+    vm.with_roots(|vm| {
+        let mut items = Vec::with_capacity(found.len());
+        for k in found {
+            let v = vm.new_arc_str(k)?;
+            vm.push_root(v);
+            items.push(v);
+        }
+        vm.new_array(items)
+    })
 }
 
 /// `root.add(k, n)`: adds the int `n` to the int under `k` (a missing key counts as

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Diagnostic, ErrorKind, Fault, KilnError};
+use crate::error::{Diagnostic, ErrorKind, Fault, KilnError, Limit};
 use crate::program::{ModuleId, Program};
 use crate::task::{Outcome, Start, Task, Waiter, Wake};
 use crate::vm::{Output, Settings, Vm};
@@ -182,13 +182,26 @@ impl Shared {
         }
     }
 
-    pub(crate) fn spawn(self: &Arc<Self>, start: Start, owner: u64) -> Arc<Task> {
+    /// Starts a task tagged `owner`, unless `max` tasks already live (checked under the
+    /// lock that adds it, so racing spawns cannot pass the bound together).
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        start: Start,
+        owner: u64,
+        max: Option<usize>,
+    ) -> Result<Arc<Task>, Fault> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let task = Arc::new(Task::new(id, self.clone(), Some(start), owner));
-        self.live.lock().insert(id, task.clone());
+        {
+            let mut live = self.live.lock();
+            if max.is_some_and(|max| live.len() >= max) {
+                return Err(Fault::Limit(Limit::Tasks));
+            }
+            live.insert(id, task.clone());
+        }
         self.became_active();
         self.push(task.clone());
-        task
+        Ok(task)
     }
 
     /// Tasks alive (started and not ended).
@@ -406,6 +419,12 @@ impl Shared {
                 task.finish(Outcome::Cancelled);
                 self.end(End::Exit(code));
             }
+            // A limit stops the whole run, whichever task reached it: were it only that
+            // task's failure, a joiner could catch it.
+            Err(limit @ Fault::Limit(_)) => {
+                task.finish(Outcome::Cancelled);
+                self.end(End::Main(Err(vm.report(limit))));
+            }
             result if task.id == MAIN_TASK => {
                 task.finish(Outcome::Returned(crate::copy::Portable::NIL));
                 let result = result.map(|_| ()).map_err(|f| vm.report(f));
@@ -527,7 +546,9 @@ pub fn run_program(
     let _ = shared
         .stealers
         .set(deques.iter().map(|d| d.stealer()).collect());
-    shared.spawn(Start::Main(program, main), 0);
+    // The main task is not counted against `max_tasks` when it starts: the bound is on
+    // what the script spawns, and a run always has its main task.
+    let _ = shared.spawn(Start::Main(program, main), 0, None);
     let workers: Vec<_> = deques
         .into_iter()
         .enumerate()

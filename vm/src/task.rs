@@ -355,10 +355,11 @@ impl Vm {
             }
         }
         let call = export_array(self, &self.stack[slot..=slot + nargs]);
+        let start = Start::Call(self.program.clone(), call);
         let task = me
             .sched
-            .spawn(Start::Call(self.program.clone(), call), me.owner());
-        Ok(Value::Task(self.alloc(TaskRef { task })))
+            .spawn(start, me.owner(), self.settings.limits.max_tasks)?;
+        Ok(Value::Task(self.alloc(TaskRef { task })?))
     }
 
     /// The first run of a task.
@@ -371,7 +372,7 @@ impl Vm {
                 self.run_module(main)
             }
             Start::Call(_, call) => {
-                let Value::Array(a) = import(self, &call) else {
+                let Value::Array(a) = import(self, &call)? else {
                     return Err(fault!("internal error: a spawned call is not an array"));
                 };
                 let items = a.get(&self.heap).items.clone();
@@ -391,22 +392,22 @@ impl Vm {
     pub(crate) fn resume(&mut self, wake: Wake) -> Result<Value, Fault> {
         let delivered = match wake {
             Wake::Continue => None,
-            Wake::Yield => Some(Value::Nil),
+            Wake::Yield => Some(Ok(Value::Nil)),
             Wake::Value(p) => Some(import(self, &p)),
-            Wake::Selected(i, p) => {
-                let v = import(self, &p);
-                self.push_root(v);
-                let pair = self.new_array(vec![Value::Int(i as i64), v]);
-                self.pop_roots(self.roots_mark() - 1);
-                Some(pair)
-            }
-            Wake::Fail(msg) => return self.raise(Fault::Error(msg)),
-            Wake::Joined(outcome) => match self.join_result(&outcome) {
-                Ok(v) => Some(v),
-                Err(f) => return self.raise(f),
-            },
+            Wake::Selected(i, p) => Some(import(self, &p).and_then(|v| {
+                self.with_roots(|vm| {
+                    vm.push_root(v);
+                    vm.new_array(vec![Value::Int(i as i64), v])
+                })
+            })),
+            Wake::Fail(msg) => Some(Err(Fault::Error(msg))),
+            Wake::Joined(outcome) => Some(self.join_result(&outcome)),
         };
         if let Some(v) = delivered {
+            let v = match v {
+                Ok(v) => v,
+                Err(f) => return self.raise(f),
+            };
             let Some(f) = self.frames.last_mut() else {
                 // A spawned native that waited: its result is the task's.
                 return Ok(v);
@@ -435,8 +436,8 @@ impl Vm {
     /// `join`'s result for an ended task: its value, or its error thrown again.
     pub(crate) fn join_result(&mut self, outcome: &Outcome) -> Result<Value, Fault> {
         match outcome {
-            Outcome::Returned(p) => Ok(import(self, p)),
-            Outcome::Failed(p, _) => Err(Fault::Throw(import(self, p))),
+            Outcome::Returned(p) => import(self, p),
+            Outcome::Failed(p, _) => Err(Fault::Throw(import(self, p)?)),
             Outcome::Cancelled => Err(Fault::Error(CANCELLED.into())),
         }
     }
@@ -454,9 +455,11 @@ impl Vm {
                     _ => None,
                 };
                 let report = self.report(fault);
+                // `report` unwound every frame, so a heap that was full is garbage now
+                // and the error value fits; should it not, joiners see nil.
                 let value = match thrown {
                     Some(v) => v,
-                    None => self.make_error(report.message()),
+                    None => self.make_error(report.message()).unwrap_or(Value::Nil),
                 };
                 Outcome::Failed(export(self, value), report)
             }

@@ -294,6 +294,9 @@ pub struct Map {
     pub entries: IndexMap<Key, (Value, Value), PassThrough>,
 }
 
+/// Bytes one map entry takes: the entry, plus its slot in the hash index.
+pub(crate) const ENTRY_BYTES: usize = std::mem::size_of::<(Key, (Value, Value))>() + 8;
+
 impl Trace for Map {
     fn trace(&self, t: &mut Tracer) {
         for (k, v) in self.entries.values() {
@@ -302,7 +305,7 @@ impl Trace for Map {
         }
     }
     fn external_bytes(&self) -> usize {
-        self.entries.capacity() * (std::mem::size_of::<(Key, (Value, Value))>() + 8)
+        self.entries.capacity() * ENTRY_BYTES
     }
 }
 
@@ -525,6 +528,9 @@ pub struct ErrorObj {
     pub message: Arc<str>,
     pub trace: Arc<[TraceEntry]>,
     pub suppressed: Vec<Value>,
+    /// Raised by the frame limit (`stack overflow`), not by a script: so a host can tell
+    /// the two apart ([`crate::ErrorKind::StackOverflow`]) when nothing caught it.
+    pub stack_overflow: bool,
 }
 
 impl Trace for ErrorObj {

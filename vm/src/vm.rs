@@ -1,8 +1,9 @@
 //! The per-task machine state: heap, register stack, call frames, error handlers and
 //! the roots that keep heap objects alive.
 //!
-//! Rooting invariant: a collection can start only inside [`Vm::alloc`], and at that
-//! moment every value the program can still use is in one of the roots traced by
+//! Rooting invariant: a collection can start only inside [`Vm::alloc`] or
+//! [`Vm::reserve`], and at that moment every value the program can still use is in one
+//! of the roots traced by
 //! [`Vm::collect_garbage_with`] — the live part of the register stack, the frames, the
 //! handle stack (`push_root`), module objects, per-proto constant tables, built-ins —
 //! or inside the object being allocated. Native code that holds a fresh value in a
@@ -13,9 +14,9 @@ use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use kiln_gc::{Gc, Heap, HeapConfig, Trace, Tracer};
+use kiln_gc::{Gc, Heap, HeapConfig, HeapStats, Refused, Trace, Tracer};
 
-use crate::error::Fault;
+use crate::error::{Collection, Fault};
 use crate::program::{ModuleId, Program, ProtoId};
 use crate::value::*;
 
@@ -107,6 +108,16 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The configuration of each task's heap: `heap`, bounded by `limits.heap_bytes`.
+    pub fn heap_config(&self) -> HeapConfig {
+        HeapConfig {
+            max_bytes: self.limits.heap_bytes,
+            ..self.heap.clone()
+        }
+    }
+}
+
 /// A call frame. Registers are `stack[base..base + proto.max_regs]`; the callee value
 /// sits at `stack[base - 1]`.
 #[derive(Clone, Copy, Debug)]
@@ -174,7 +185,7 @@ pub struct Vm {
 
 impl Vm {
     pub fn new(program: Arc<Program>, settings: Settings, output: Output) -> Vm {
-        let heap = Heap::new(settings.heap.clone());
+        let heap = Heap::new(settings.heap_config());
         let mut vm = Vm {
             heap,
             program,
@@ -209,7 +220,7 @@ impl Vm {
     /// but their allocations kept. A worker reuses its machines this way, so a short task
     /// does not pay for allocating and freeing them.
     pub(crate) fn recycle(&mut self) {
-        self.heap = Heap::new(self.settings.heap.clone());
+        self.heap = Heap::new(self.settings.heap_config());
         self.stack.clear();
         self.frames.clear();
         self.handlers.clear();
@@ -224,6 +235,12 @@ impl Vm {
         self.task = None;
         self.pending = None;
         self.start_afresh();
+    }
+
+    /// Ends the machine and returns its heap's final accounting ([`Heap::release`]): all
+    /// zero unless objects or bytes leaked from the heap's view.
+    pub fn release(mut self) -> HeapStats {
+        std::mem::replace(&mut self.heap, Heap::new(HeapConfig::default())).release()
     }
 
     /// The state every run starts from that `new` and `recycle` do not otherwise set.
@@ -248,32 +265,73 @@ impl Vm {
 
     /// Allocates `obj`, collecting first if the heap asks for it. `obj`'s own contents
     /// are traced as roots during that collection, so values moved into it are safe.
-    #[inline]
-    pub fn alloc<T: Trace>(&mut self, obj: T) -> Gc<T> {
-        if self.heap.should_collect() {
-            self.collect_garbage_with(&obj);
+    /// Fails with `out of memory` (catchable) when the allocator refuses, and with
+    /// [`crate::Limit::HeapBytes`] when the heap limit would be passed even after a collection
+    /// (the small [`Refused`] becomes that [`Fault`] at the caller's `?`, so the result
+    /// stays two registers wide on this hot path).
+    #[inline(always)]
+    pub fn alloc<T: Trace>(&mut self, obj: T) -> Result<Gc<T>, Refused> {
+        let cost = Heap::cost_of(&obj);
+        if self.heap.should_collect_for(cost) {
+            self.make_room(&obj, cost)?;
         }
-        self.heap.alloc(obj)
+        self.heap.try_alloc(obj)
     }
 
-    pub fn new_str(&mut self, s: &str) -> Value {
+    /// Makes sure `bytes` more (a buffer about to be built, or an object's storage about
+    /// to grow) may be added to the heap: the same checks, and the same safe point, as
+    /// [`Vm::alloc`]. The caller reports the growth with `heap.account` (or allocates the
+    /// object that owns the buffer) afterwards.
+    #[inline]
+    pub fn reserve(&mut self, bytes: usize) -> Result<(), Refused> {
+        if self.heap.should_collect_for(bytes) {
+            self.make_room(&Value::Nil, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The slow path of allocation: the failure hook, a collection if one is due, and
+    /// the heap limit.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, extra: &dyn TraceRoot, bytes: usize) -> Result<(), Refused> {
+        self.heap.admit()?;
+        if self.heap.collection_due(bytes) {
+            self.collect_garbage_with(extra);
+        }
+        if self.heap.fits(bytes) {
+            Ok(())
+        } else {
+            Err(Refused::OverLimit)
+        }
+    }
+
+    #[inline]
+    pub fn new_str(&mut self, s: &str) -> Result<Value, Fault> {
         self.new_arc_str(Arc::from(s))
     }
 
-    pub fn new_string(&mut self, s: String) -> Value {
+    #[inline]
+    pub fn new_string(&mut self, s: String) -> Result<Value, Fault> {
         self.new_arc_str(Arc::from(s))
     }
 
-    pub fn new_arc_str(&mut self, s: Arc<str>) -> Value {
-        Value::Str(self.alloc(Str::new(s)))
+    #[inline]
+    pub fn new_arc_str(&mut self, s: Arc<str>) -> Result<Value, Fault> {
+        self.check_size(Collection::String, s.len())?;
+        Ok(Value::Str(self.alloc(Str::new(s))?))
     }
 
-    pub fn new_array(&mut self, items: Vec<Value>) -> Value {
-        Value::Array(self.alloc(Array { items }))
+    #[inline]
+    pub fn new_array(&mut self, items: Vec<Value>) -> Result<Value, Fault> {
+        self.check_size(Collection::Array, items.len())?;
+        Ok(Value::Array(self.alloc(Array { items })?))
     }
 
-    pub fn new_map(&mut self, map: Map) -> Value {
-        Value::Map(self.alloc(map))
+    #[inline]
+    pub fn new_map(&mut self, map: Map) -> Result<Value, Fault> {
+        self.check_size(Collection::Map, map.entries.len())?;
+        Ok(Value::Map(self.alloc(map)?))
     }
 
     /// Keeps `v` alive until `pop_roots` truncates below it.
@@ -288,6 +346,18 @@ impl Vm {
 
     pub fn pop_roots(&mut self, mark: usize) {
         self.handles.truncate(mark);
+    }
+
+    /// Runs `f`, then drops the roots it pushed, also when it failed part way (an
+    /// allocation refused by the heap limit must not leave roots behind).
+    pub fn with_roots<R>(
+        &mut self,
+        f: impl FnOnce(&mut Vm) -> Result<R, Fault>,
+    ) -> Result<R, Fault> {
+        let mark = self.roots_mark();
+        let r = f(self);
+        self.pop_roots(mark);
+        r
     }
 
     /// `gc()`: a full collection now.
@@ -355,42 +425,43 @@ impl Vm {
     // ----- per-task materialisation of shared code ----------------------------------
 
     /// The constants of `proto` as values of this heap.
-    pub(crate) fn consts_for(&mut self, proto: ProtoId) -> Gc<Consts> {
+    pub(crate) fn consts_for(&mut self, proto: ProtoId) -> Result<Gc<Consts>, Fault> {
         let i = proto.0 as usize;
         if let Some(Some(c)) = self.consts.get(i) {
-            return *c;
+            return Ok(*c);
         }
         let program = self.program.clone();
-        let mut values = Vec::with_capacity(program.proto(proto).consts.len());
-        let mark = self.roots_mark();
-        for c in &program.proto(proto).consts {
-            let v = match c {
-                crate::program::Constant::Int(i) => Value::Int(*i),
-                crate::program::Constant::Float(f) => Value::Float(*f),
-                crate::program::Constant::Str(s) => {
-                    let v = self.new_arc_str(s.clone());
-                    self.push_root(v);
-                    v
-                }
-            };
-            values.push(v);
-        }
-        let table = self.alloc(Consts {
-            values: values.into_boxed_slice(),
-        });
-        self.pop_roots(mark);
+        let table = self.with_roots(|vm| {
+            let mut values = Vec::with_capacity(program.proto(proto).consts.len());
+            for c in &program.proto(proto).consts {
+                let v = match c {
+                    crate::program::Constant::Int(i) => Value::Int(*i),
+                    crate::program::Constant::Float(f) => Value::Float(*f),
+                    // Part of the program, not built by the script: no size cap.
+                    crate::program::Constant::Str(s) => {
+                        let v = Value::Str(vm.alloc(Str::new(s.clone()))?);
+                        vm.push_root(v);
+                        v
+                    }
+                };
+                values.push(v);
+            }
+            Ok(vm.alloc(Consts {
+                values: values.into_boxed_slice(),
+            })?)
+        })?;
         if self.consts.len() <= i {
             self.consts.resize(i + 1, None);
         }
         self.consts[i] = Some(table);
-        table
+        Ok(table)
     }
 
     /// The module object of `id`, created (not yet run) on first use.
-    pub(crate) fn module_obj(&mut self, id: ModuleId) -> Gc<ModuleObj> {
+    pub(crate) fn module_obj(&mut self, id: ModuleId) -> Result<Gc<ModuleObj>, Fault> {
         let i = id.0 as usize;
         if let Some(Some(m)) = self.modules.get(i) {
-            return *m;
+            return Ok(*m);
         }
         let info = self.program.module(id);
         let obj = ModuleObj {
@@ -400,12 +471,12 @@ impl Vm {
             id: Some(id),
             started: false,
         };
-        let m = self.alloc(obj);
+        let m = self.alloc(obj)?;
         if self.modules.len() <= i {
             self.modules.resize(i + 1, None);
         }
         self.modules[i] = Some(m);
-        m
+        Ok(m)
     }
 
     /// Makes a closure of `proto` with the given captured cells in `module`.
@@ -414,22 +485,21 @@ impl Vm {
         proto: ProtoId,
         upvals: Box<[Gc<Cell>]>,
         module: Gc<ModuleObj>,
-    ) -> Gc<Closure> {
+    ) -> Result<Gc<Closure>, Fault> {
         // `consts_for` may collect: keep the cells and module alive meanwhile.
-        let mark = self.roots_mark();
-        for u in upvals.iter() {
-            self.push_root(Value::Cell(*u));
-        }
-        self.push_root(Value::Module(module));
-        let consts = self.consts_for(proto);
-        let c = self.alloc(Closure {
-            proto,
-            upvals,
-            module,
-            consts,
-        });
-        self.pop_roots(mark);
-        c
+        self.with_roots(|vm| {
+            for u in upvals.iter() {
+                vm.push_root(Value::Cell(*u));
+            }
+            vm.push_root(Value::Module(module));
+            let consts = vm.consts_for(proto)?;
+            Ok(vm.alloc(Closure {
+                proto,
+                upvals,
+                module,
+                consts,
+            })?)
+        })
     }
 
     // ----- errors ------------------------------------------------------------------
@@ -452,13 +522,14 @@ impl Vm {
     }
 
     /// An Error value with `message` and the current trace.
-    pub fn make_error(&mut self, message: &str) -> Value {
+    pub fn make_error(&mut self, message: &str) -> Result<Value, Fault> {
         let trace = self.capture_trace();
-        Value::Error(self.alloc(ErrorObj {
+        Ok(Value::Error(self.alloc(ErrorObj {
             message: message.into(),
             trace,
             suppressed: Vec::new(),
-        }))
+            stack_overflow: false,
+        })?))
     }
 
     // ----- small helpers for natives ------------------------------------------------

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-use crate::builtins::{str_array, Args, MAX_STRING_BYTES};
+use crate::builtins::{str_array, Args};
 use crate::error::Fault;
 use crate::fault;
 use crate::stdlib::Member;
@@ -22,19 +22,17 @@ pub(super) const MEMBERS: &[(&str, Member)] = &[
 ];
 
 /// The file at `path` as text, or the `fs.<op>: cannot read "path": reason` error. Reads
-/// at most one byte past the string limit, so an endless file (`/dev/zero`) is an error
+/// at most one byte past the string cap, so an endless file (`/dev/zero`) is an error
 /// rather than all of memory.
 fn read_text(vm: &Vm, op: &str, path: &str) -> Result<String, Fault> {
+    let max = vm.settings.limits.max_string_bytes;
     let fail = |reason: &dyn std::fmt::Display| fault!("fs.{op}: cannot read \"{path}\": {reason}");
     let mut text = String::new();
     File::open(resolve(vm, op, path)?)
-        .and_then(|f| {
-            f.take(MAX_STRING_BYTES as u64 + 1)
-                .read_to_string(&mut text)
-        })
+        .and_then(|f| f.take(max as u64 + 1).read_to_string(&mut text))
         .map_err(|e| fail(&e))?;
-    if text.len() > MAX_STRING_BYTES {
-        return Err(fail(&"larger than 1 GiB"));
+    if text.len() > max {
+        return Err(fail(&format_args!("larger than {max} bytes")));
     }
     Ok(text)
 }
@@ -42,14 +40,15 @@ fn read_text(vm: &Vm, op: &str, path: &str) -> Result<String, Fault> {
 fn read(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("fs.read", args, 1, 1)?;
     let text = read_text(vm, "read", a.str(&vm.heap, 0)?)?;
-    Ok(vm.new_string(text))
+    vm.room_for_string(text.len())?;
+    vm.new_string(text)
 }
 
 /// The file's lines, without their `\n` or `\r\n` endings.
 fn lines(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("fs.lines", args, 1, 1)?;
     let text = read_text(vm, "lines", a.str(&vm.heap, 0)?)?;
-    Ok(str_array(vm, text.lines()))
+    str_array(vm, text.lines())
 }
 
 fn write(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use kiln_gc::Heap;
 
-use crate::builtins::{Args, MAX_STRING_BYTES};
+use crate::builtins::Args;
 use crate::display::format_float;
-use crate::error::Fault;
+use crate::error::{Collection, Fault, Limit};
 use crate::fault;
 use crate::stdlib::Member;
 use crate::value::{hash_str, Key, Map, PassThrough, Value};
@@ -41,7 +41,7 @@ const MAX_INDENT: i64 = 100;
 fn parse(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("json.parse", args, 1, 1)?;
     let tree = Parser::new(a.str(&vm.heap, 0)?).document()?;
-    Ok(build(vm, &tree))
+    build(vm, &tree)
 }
 
 fn stringify(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
@@ -57,8 +57,9 @@ fn stringify(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
             }
         },
     };
-    let text = encode(&vm.heap, a.get(0), indent)?;
-    Ok(vm.new_string(text))
+    let limit = vm.settings.limits.max_string_bytes;
+    let text = encode(&vm.heap, a.get(0), indent, limit)?;
+    vm.new_string(text)
 }
 
 // ----- parsing --------------------------------------------------------------------
@@ -345,54 +346,57 @@ impl<'a> Parser<'a> {
 
 /// The heap value of a parsed document. Each container is allocated before its
 /// children and rooted while they are made.
-fn build(vm: &mut Vm, j: &Json) -> Value {
-    match j {
+fn build(vm: &mut Vm, j: &Json) -> Result<Value, Fault> {
+    Ok(match j {
         Json::Null => Value::Nil,
         Json::Bool(b) => Value::Bool(*b),
         Json::Int(i) => Value::Int(*i),
         Json::Float(f) => Value::Float(*f),
-        Json::Str(s) => vm.new_str(s),
+        Json::Str(s) => vm.new_str(s)?,
         Json::Array(items) => {
-            let arr = vm.new_array(Vec::with_capacity(items.len()));
-            let mark = vm.roots_mark();
-            vm.push_root(arr);
-            for item in items {
-                let v = build(vm, item);
-                if let Value::Array(a) = arr {
-                    a.get_mut(&mut vm.heap).items.push(v);
+            vm.check_size(Collection::Array, items.len())?;
+            let arr = vm.new_array(Vec::with_capacity(items.len()))?;
+            vm.with_roots(|vm| {
+                vm.push_root(arr);
+                for item in items {
+                    let v = build(vm, item)?;
+                    if let Value::Array(a) = arr {
+                        a.get_mut(&mut vm.heap).items.push(v);
+                    }
                 }
-            }
-            vm.pop_roots(mark);
-            arr
+                Ok(arr)
+            })?
         }
         Json::Object(members) => {
+            vm.check_size(Collection::Map, members.len())?;
             let entries = IndexMap::with_capacity_and_hasher(members.len(), PassThrough);
-            let map = vm.new_map(Map { entries });
-            let mark = vm.roots_mark();
-            vm.push_root(map);
-            for (k, item) in members {
-                let v = build(vm, item);
-                vm.push_root(v);
-                let text: Arc<str> = Arc::from(k.as_str());
-                let kv = vm.new_arc_str(text.clone());
-                let key = Key::Str(text.clone(), hash_str(&text));
-                if let Value::Map(m) = map {
-                    m.get_mut(&mut vm.heap).entries.insert(key, (kv, v));
+            let map = vm.new_map(Map { entries })?;
+            vm.with_roots(|vm| {
+                vm.push_root(map);
+                for (k, item) in members {
+                    let v = build(vm, item)?;
+                    vm.push_root(v);
+                    let text: Arc<str> = Arc::from(k.as_str());
+                    let kv = vm.new_arc_str(text.clone())?;
+                    let key = Key::Str(text.clone(), hash_str(&text));
+                    if let Value::Map(m) = map {
+                        m.get_mut(&mut vm.heap).entries.insert(key, (kv, v));
+                    }
                 }
-            }
-            vm.pop_roots(mark);
-            map
+                Ok(map)
+            })?
         }
-    }
+    })
 }
 
 // ----- encoding -------------------------------------------------------------------
 
 /// `v` as JSON text; `indent` spaces per level, one item per line, when given.
-fn encode(heap: &Heap, v: Value, indent: Option<usize>) -> Result<String, Fault> {
+fn encode(heap: &Heap, v: Value, indent: Option<usize>, limit: usize) -> Result<String, Fault> {
     let mut e = Encoder {
         heap,
         indent,
+        limit,
         path: Vec::new(),
         out: String::new(),
     };
@@ -403,6 +407,8 @@ fn encode(heap: &Heap, v: Value, indent: Option<usize>) -> Result<String, Fault>
 struct Encoder<'h> {
     heap: &'h Heap,
     indent: Option<usize>,
+    /// The string cap: the output may not grow past it.
+    limit: usize,
     /// The containers being written, for cycle detection and the depth limit.
     path: Vec<usize>,
     out: String,
@@ -450,10 +456,10 @@ impl<'h> Encoder<'h> {
         Ok(())
     }
 
-    /// A quoted string, refused once the output passes [`MAX_STRING_BYTES`] (escapes can
-    /// make it several times as long as the text).
+    /// A quoted string, refused once the output passes the string cap (escapes can make
+    /// it several times as long as the text).
     fn string(&mut self, text: &str) -> Result<(), Fault> {
-        if quote_json(&mut self.out, text, MAX_STRING_BYTES) {
+        if quote_json(&mut self.out, text, self.limit) {
             Ok(())
         } else {
             Err(too_large())
@@ -489,7 +495,7 @@ impl<'h> Encoder<'h> {
         self.path.push(addr);
         self.out.push(open);
         for i in 0..n {
-            if self.out.len() > MAX_STRING_BYTES {
+            if self.out.len() > self.limit {
                 return Err(too_large());
             }
             if i > 0 {
@@ -528,7 +534,7 @@ fn key_text(heap: &Heap, k: Value) -> String {
 }
 
 fn too_large() -> Fault {
-    fault!("json.stringify: string too large")
+    Fault::Limit(Limit::Size(Collection::String))
 }
 
 /// Appends `s` as a JSON string literal. Non-ASCII characters stay as they are (UTF-8
@@ -704,7 +710,7 @@ mod tests {
     #[test]
     fn refuses_what_json_cannot_hold() {
         let mut vm = vm();
-        let arr = vm.new_array(Vec::new());
+        let arr = vm.new_array(Vec::new()).unwrap();
         vm.push_root(arr);
         if let Value::Array(a) = arr {
             a.get_mut(&mut vm.heap).items.push(arr);
@@ -717,14 +723,14 @@ mod tests {
             fails(call(&mut vm, stringify, &[Value::Float(f64::NAN)])),
             "json.stringify: cannot encode nan"
         );
-        let f = crate::builtins::native(&mut vm, "f", parse);
+        let f = crate::builtins::native(&mut vm, "f", parse).unwrap();
         assert_eq!(
             fails(call(&mut vm, stringify, &[f])),
             "json.stringify: cannot encode fn"
         );
         let mut deep = Value::Nil;
         for _ in 0..MAX_DEPTH + 1 {
-            deep = vm.new_array(vec![deep]);
+            deep = vm.new_array(vec![deep]).unwrap();
             vm.push_root(deep);
         }
         assert!(fails(call(&mut vm, stringify, &[deep])).contains("nesting"));
@@ -738,13 +744,13 @@ mod tests {
             .insert(Key::Int(1), (Value::Int(1), Value::Bool(true)));
         map.entries
             .insert(Key::Bool(false), (Value::Bool(false), Value::Float(0.5)));
-        let m = vm.new_map(map);
+        let m = vm.new_map(map).unwrap();
         vm.push_root(m);
         let out = call(&mut vm, stringify, &[m]).unwrap_or(Value::Nil);
         assert_eq!(vm.display(out), r#"{"1":true,"false":0.5}"#);
-        let shared = vm.new_array(Vec::<Value>::new());
+        let shared = vm.new_array(Vec::<Value>::new()).unwrap();
         vm.push_root(shared);
-        let twice = vm.new_array(vec![shared, shared]);
+        let twice = vm.new_array(vec![shared, shared]).unwrap();
         vm.push_root(twice);
         let out = call(&mut vm, stringify, &[twice]).unwrap_or(Value::Nil);
         assert_eq!(vm.display(out), "[[],[]]");

@@ -57,7 +57,7 @@ pub fn std_module(vm: &mut Vm, idx: usize) -> Result<Gc<ModuleObj>, Fault> {
         return Ok(*m);
     }
     let m = match STD_MODULES.get(idx) {
-        Some(name) => make_module(vm, name, table(idx)),
+        Some(name) => make_module(vm, name, table(idx))?,
         None => host_module(vm, idx - STD_MODULES.len())?,
     };
     if vm.std_modules.len() <= idx {
@@ -77,7 +77,7 @@ fn host_module(vm: &mut Vm, i: usize) -> Result<Gc<ModuleObj>, Fault> {
     let mark = vm.roots_mark();
     let mut vars = Vec::with_capacity(module.members.len());
     for f in &module.members {
-        let v = Value::Native(vm.alloc(crate::value::Native::Host(f.clone())));
+        let v = Value::Native(vm.alloc(crate::value::Native::Host(f.clone()))?);
         vm.push_root(v);
         vars.push(v);
     }
@@ -87,7 +87,7 @@ fn host_module(vm: &mut Vm, i: usize) -> Result<Gc<ModuleObj>, Fault> {
         vars,
         id: None,
         started: true,
-    });
+    })?;
     vm.pop_roots(mark);
     Ok(m)
 }
@@ -97,25 +97,24 @@ pub(crate) fn make_module(
     vm: &mut Vm,
     name: &str,
     members: &'static [(&'static str, Member)],
-) -> Gc<ModuleObj> {
-    let mark = vm.roots_mark();
-    let mut vars = Vec::with_capacity(members.len());
-    for (member, m) in members {
-        let v = match m {
-            Member::Fn(f) => crate::builtins::native(vm, member, *f),
-            Member::Float(x) => Value::Float(*x),
-        };
-        vm.push_root(v);
-        vars.push(v);
-    }
-    let names: Arc<[Arc<str>]> = members.iter().map(|(n, _)| Arc::from(*n)).collect();
-    let m = vm.alloc(ModuleObj {
-        name: name.into(),
-        names,
-        vars,
-        id: None,
-        started: true,
-    });
-    vm.pop_roots(mark);
-    m
+) -> Result<Gc<ModuleObj>, Fault> {
+    vm.with_roots(|vm| {
+        let mut vars = Vec::with_capacity(members.len());
+        for (member, m) in members {
+            let v = match m {
+                Member::Fn(f) => crate::builtins::native(vm, member, *f)?,
+                Member::Float(x) => Value::Float(*x),
+            };
+            vm.push_root(v);
+            vars.push(v);
+        }
+        let names: Arc<[Arc<str>]> = members.iter().map(|(n, _)| Arc::from(*n)).collect();
+        Ok(vm.alloc(ModuleObj {
+            name: name.into(),
+            names,
+            vars,
+            id: None,
+            started: true,
+        })?)
+    })
 }

@@ -17,7 +17,7 @@ pub(super) const MEMBERS: &[(&str, Member)] = &[
 fn args(vm: &mut Vm, vals: &[Value]) -> Result<Value, Fault> {
     Args::new("os.args", vals, 0, 0)?;
     let list = vm.settings.args.clone();
-    Ok(str_array(vm, list.iter().map(String::as_str)))
+    str_array(vm, list.iter().map(String::as_str))
 }
 
 /// The variable's value, or `nil` when it is unset or not valid UTF-8.
@@ -29,7 +29,7 @@ fn env(vm: &mut Vm, vals: &[Value]) -> Result<Value, Fault> {
         return Ok(Value::Nil);
     }
     match std::env::var(name) {
-        Ok(v) => Ok(vm.new_string(v)),
+        Ok(v) => vm.new_string(v),
         Err(_) => Ok(Value::Nil),
     }
 }
