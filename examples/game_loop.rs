@@ -77,14 +77,14 @@ fn main() -> Result<(), kiln::Error> {
 
     for frame in 0..10 {
         clock.0.fetch_add(FRAME_MS, Ordering::SeqCst);
-        store.run_tasks();
+        store.run_tasks()?;
         for (_, e) in &entities {
             update.call(&mut store, (e.clone(), FRAME_MS as f64 / 1000.0))?;
         }
         if frame == 4 {
             // Entity 2 dies: its tasks end (their defers run), then the host drops it.
             let (id, e) = entities.remove(1);
-            assert_eq!(store.cancel_owner(id), 1);
+            assert_eq!(store.cancel_owner(id)?, 1);
             e.destroy();
         }
     }

@@ -244,8 +244,9 @@ impl Store {
     /// and sleeping ones whose deadline has passed on the engine's clock. A task that
     /// fails while no script holds its handle is reported on the store's error output
     /// (one whose handle is still held, when the store is dropped, unless joined).
-    pub fn run_tasks(&mut self) {
-        self.tasks.run_ready();
+    /// Errors when a task ended the whole run (`os.exit`); the other tasks stay.
+    pub fn run_tasks(&mut self) -> Result<(), Error> {
+        Ok(self.tasks.run_ready()?)
     }
 
     /// Tags the tasks spawned by the following calls (and the tasks they spawn) with
@@ -257,10 +258,10 @@ impl Store {
     /// Cancels every task tagged `owner` and runs them to their end (their `defer`s
     /// run; a task that catches `task cancelled` and goes on waiting is cancelled again
     /// at its next wait). Returns how many were cancelled.
-    pub fn cancel_owner(&mut self, owner: u64) -> usize {
+    pub fn cancel_owner(&mut self, owner: u64) -> Result<usize, Error> {
         let n = self.tasks.cancel_owner(owner);
-        self.tasks.run_ready();
-        n
+        self.tasks.run_ready()?;
+        Ok(n)
     }
 
     /// Tasks alive (started and not ended).

@@ -53,22 +53,22 @@ fn tasks_sleep_on_the_host_clock_and_die_with_their_owner() {
         start.call(&mut store, (id,)).unwrap();
     }
     store.set_owner(0);
-    store.run_tasks();
+    store.run_tasks().unwrap();
     assert_eq!(store.live_tasks(), 2);
     assert!(log.lock().unwrap().is_empty(), "no time has passed");
 
     clock.advance(100);
-    store.run_tasks();
+    store.run_tasks().unwrap();
     assert_eq!(*log.lock().unwrap(), ["1:1", "2:1"]);
 
-    assert_eq!(store.cancel_owner(1), 1);
+    assert_eq!(store.cancel_owner(1).unwrap(), 1);
     assert_eq!(log.lock().unwrap().last().unwrap(), "end 1");
     assert_eq!(store.live_tasks(), 1);
 
     clock.advance(50);
-    store.run_tasks();
+    store.run_tasks().unwrap();
     clock.advance(50);
-    store.run_tasks();
+    store.run_tasks().unwrap();
     assert_eq!(*log.lock().unwrap(), ["1:1", "2:1", "end 1", "2:2"]);
     assert_eq!(store.take_output(), "");
 
@@ -78,7 +78,7 @@ fn tasks_sleep_on_the_host_clock_and_die_with_their_owner() {
         err.message().contains("tasks of this store are alive"),
         "{err}"
     );
-    store.cancel_owner(2);
+    store.cancel_owner(2).unwrap();
     assert_eq!(store.live_tasks(), 0);
     store.load("more.kn", "let x = 1").unwrap();
 }
@@ -102,7 +102,7 @@ fn a_call_from_the_host_cannot_wait() {
         .unwrap();
     // The dropped handle is garbage, but still counts until it is collected.
     store.collect_garbage();
-    store.run_tasks();
+    store.run_tasks().unwrap();
     let out = store.take_output();
     assert!(out.contains("error in task 2: error: boom"), "{out:?}");
     assert_eq!(store.live_tasks(), 0);
@@ -128,10 +128,32 @@ fn a_runaway_task_is_stopped_by_the_interrupt() {
         std::thread::sleep(Duration::from_millis(30));
         handle.interrupt();
     });
-    store.run_tasks();
+    let result = store.run_tasks();
     watchdog.join().unwrap();
     assert_eq!(store.live_tasks(), 0);
+    // The limit fails the task (reported on the error output), or, where limits end the
+    // whole run, comes back from `run_tasks`.
     let out = store.take_output();
-    assert!(out.contains("interrupted by the host"), "{out:?}");
+    match result {
+        Err(e) => assert_eq!(e.kind(), kiln::ErrorKind::Limit(kiln::Limit::Interrupted)),
+        Ok(()) => assert!(out.contains("interrupted by the host"), "{out:?}"),
+    }
     assert_eq!(store.eval::<i64>("6 * 7").unwrap(), 42);
+}
+
+#[test]
+fn os_exit_in_a_task_comes_back_from_run_tasks() {
+    let mut store = Store::new(&Engine::new().with_os());
+    let m = store
+        .load(
+            "exit.kn",
+            "import os\nfn bye() { os.exit(3) }\nfn go() { spawn bye()\n nil }",
+        )
+        .unwrap();
+    let go = store.func::<(), ()>(m, "go").unwrap();
+    go.call(&mut store, ()).unwrap();
+    let err = store.run_tasks().unwrap_err();
+    assert_eq!(err.kind(), kiln::ErrorKind::Exit(3));
+    // The store goes on.
+    assert_eq!(store.eval::<i64>("1").unwrap(), 1);
 }

@@ -698,14 +698,26 @@ impl HostTasks {
     }
 
     /// Runs every task that is ready (including those whose timers are due now and
-    /// those woken meanwhile) until none is.
-    pub fn run_ready(&self) {
+    /// those woken meanwhile) until none is. Errors when a task ended the whole run
+    /// (`os.exit`), with what a program would have ended with.
+    pub fn run_ready(&self) -> Result<(), KilnError> {
         loop {
             self.shared.fire_timers();
             match self.shared.injector.steal() {
                 Steal::Success(task) => self.shared.run(task),
                 Steal::Retry => {}
-                Steal::Empty => return,
+                Steal::Empty => return Ok(()),
+            }
+            if let Some(end) = self.shared.end.lock().take() {
+                return match end {
+                    End::Main(result) => result,
+                    End::Exit(code) => Err(KilnError {
+                        kind: ErrorKind::Exit(code),
+                        diagnostics: Vec::new(),
+                        trace: Vec::new(),
+                    }),
+                    End::Deadlock(e) => Err(e),
+                };
             }
         }
     }
