@@ -63,13 +63,12 @@ fn main() -> Result<(), kiln::Error> {
     );
     assert_eq!(err.kind(), ErrorKind::Limit(Limit::Interrupted));
 
-    // Memory: `Limits::heap_bytes` bounds each heap. HEAP BYTES: the engine passes the
-    // bound on; its enforcement (`Limit::HeapBytes`) is the limits work in progress, so
-    // until it lands this demonstration bounds the runaway with fuel instead.
-    store.set_fuel(Some(20_000_000));
+    // Memory: `Limits::heap_bytes` bounds each heap; a script that keeps growing one
+    // stops when a collection cannot bring it back under the bound.
+    store.set_fuel(None);
     let err = call(&mut store, "hog");
     println!("hog: {}", err.message());
-    assert!(matches!(err.kind(), ErrorKind::Limit(_)));
+    assert_eq!(err.kind(), ErrorKind::Limit(Limit::HeapBytes));
 
     // After every limit the store serves the next call.
     let polite = store.func::<(i64,), i64>(m, "polite")?;
