@@ -1,14 +1,45 @@
 //! Kiln: a tiered scripting runtime. This crate is the entry point for hosts and for
-//! the `kiln` command: it re-exports the VM and offers the pieces the CLI is built from
-//! (running a file with the standard capabilities, rendering errors).
+//! the `kiln` command.
+//!
+//! Hosts embed Kiln through [`Engine`] (capabilities, natives, host types, limits; shared
+//! and cheap to clone) and [`Store`] (one run's heap and modules): evaluate code, load
+//! modules, look functions up once as [`TypedFunc`]s and call them with Rust values.
+//! See `docs/embedding.md` for the guide. The CLI uses [`run_source`] and [`report`].
+//!
+//! ```
+//! let engine = kiln::Engine::new();
+//! let mut store = kiln::Store::new(&engine);
+//! let module = store.load("calc", "fn area(w, h) { w * h }").unwrap();
+//! let area = store.func::<(f64, f64), f64>(module, "area").unwrap();
+//! assert_eq!(area.call(&mut store, (3.0, 4.0)).unwrap(), 12.0);
+//! ```
 
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
+mod convert;
+mod engine;
+mod error;
+mod host;
+mod native;
 pub mod report;
+#[cfg(feature = "serde")]
+mod serde;
+mod store;
 
+pub use convert::{FromValue, IntoArgs, IntoValue, Value};
+pub use engine::Engine;
+pub use error::{Error, Location, StackFrame};
+pub use host::{Handle, IntoMethod, Script, TypeBuilder};
 pub use kiln_vm as vm;
 pub use kiln_vm::tier::{JitMode, TierConfig};
-pub use kiln_vm::{Capabilities, ErrorKind, KilnError, Output, Settings, Value, Vm};
+pub use kiln_vm::{
+    Capabilities, Clock, ErrorKind, KilnError, Limit, Limits, Output, Settings, SharedClock, Vm,
+};
+pub use native::{IntoNative, NativeModule};
+#[cfg(feature = "serde")]
+pub use serde::Serde;
+pub use store::{InterruptHandle, Module, Store, TypedFunc};
 
 use std::sync::Arc;
 
@@ -46,6 +77,7 @@ pub const HAS_JIT: bool = cfg!(feature = "jit");
 /// How hot code is compiled, as the CLI and hosts choose it.
 #[derive(Clone, Debug)]
 pub struct JitSettings {
+    /// Off, on at a threshold, or eager.
     pub mode: JitMode,
     /// Calls plus loop back-edges before a function is compiled (`JitMode::On`).
     pub threshold: Option<u32>,
@@ -59,7 +91,9 @@ pub struct JitSettings {
 /// What `--jit-dump` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JitDump {
+    /// Cranelift's intermediate representation.
     Clif,
+    /// The generated machine code.
     Asm,
 }
 

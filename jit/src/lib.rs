@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use cranelift_codegen::ir::types::{F64, I32, I64};
@@ -623,7 +623,6 @@ impl Jit {
                     index: i,
                     headers,
                     tables: self.tables.clone(),
-                    program: Arc::downgrade(program),
                     _memory: self.memory.clone(),
                     caches: Mutex::new(caches),
                     counters: self.counters.clone(),
@@ -864,8 +863,6 @@ struct JitCode {
     /// header charges an iteration on entry, before any work).
     headers: Vec<(u32, u32)>,
     tables: Arc<Tables>,
-    /// For recompilation requests (the program owns this code, so not an `Arc`).
-    program: Weak<Program>,
     /// Keeps the machine code mapped while this code can be entered.
     _memory: Arc<CodeMemory>,
     /// The inline caches of every version (old versions may still be running).
@@ -960,7 +957,7 @@ impl CompiledCode for JitCode {
                 .last()
                 .map_or((self.index as u32, base), |s| (s.proto as u32, base_of(s)));
             let exit = Exit::decode(ctx.exit_pc, |r| st.stack[inner_base + r].tag());
-            self.note_exit(proto, exit_pc, exit, steps);
+            self.note_exit(st.program, proto, exit_pc, exit, steps);
             let resume = |i: usize| shadow.get(i).map_or(exit_pc, |s| s.resume_pc as u32);
             let frames = shadow
                 .iter()
@@ -1015,7 +1012,7 @@ impl JitCode {
     /// compiled code. A failed type guard that saw a new type is feedback: the proto is
     /// recompiled with it (a few times at most). Other exits count toward leaving the
     /// proto to the interpreter, unless the entry did enough work to pay for itself.
-    fn note_exit(&self, index: u32, pc: u32, exit: Exit, steps: u64) {
+    fn note_exit(&self, program: &Arc<Program>, index: u32, pc: u32, exit: Exit, steps: u64) {
         if matches!(exit, Exit::Fuel) {
             return;
         }
@@ -1039,7 +1036,7 @@ impl JitCode {
                     f.recompiling = true;
                     f.recompiles += 1;
                     drop(fb);
-                    return self.recompile(index);
+                    return self.recompile(program, index);
                 }
                 return;
             }
@@ -1081,12 +1078,13 @@ impl JitCode {
         }
     }
 
-    fn recompile(&self, index: u32) {
-        if let Some(program) = self.program.upgrade() {
-            let _ = self
-                .tables
-                .requests
-                .send(Msg::Recompile(program, ProtoId(index)));
-        }
+    /// Asks for a recompile. The program comes from the running machine rather than
+    /// from this code: code the program owns must not keep a (weak) reference to it,
+    /// or an embedder could never add modules to it again.
+    fn recompile(&self, program: &Arc<Program>, index: u32) {
+        let _ = self
+            .tables
+            .requests
+            .send(Msg::Recompile(program.clone(), ProtoId(index)));
     }
 }

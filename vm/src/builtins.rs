@@ -66,8 +66,15 @@ const fn global_names() -> [&'static str; ENTRIES.len()] {
 /// at its first use ([`Vm::builtin`]): most tasks use few built-ins, and a task that
 /// made all of them would pay two dozen allocations before running a line.
 pub fn install(vm: &mut Vm) {
+    let host = vm.settings.capabilities.host.as_ref();
+    let n = ENTRIES.len() + host.map_or(0, |h| h.globals.len());
     vm.builtins.clear();
-    vm.builtins.resize(ENTRIES.len(), Value::Undef);
+    vm.builtins.resize(n, Value::Undef);
+}
+
+/// The `LoadBuiltin` index of host global number `i` (after the built-ins).
+pub fn host_global_index(i: usize) -> usize {
+    ENTRIES.len() + i
 }
 
 impl Vm {
@@ -82,7 +89,9 @@ impl Vm {
 
     #[cold]
     fn make_builtin(&mut self, i: usize) -> Result<Value, Fault> {
-        let (name, global) = &ENTRIES[i];
+        let Some((name, global)) = ENTRIES.get(i) else {
+            return self.make_host_global(i - ENTRIES.len());
+        };
         let v = match global {
             Global::Fn(func) => native(self, name, *func)?,
             Global::Root => Value::Module(make_module(self, "root", crate::root::MEMBERS)?),
@@ -93,9 +102,21 @@ impl Vm {
     }
 }
 
+impl Vm {
+    fn make_host_global(&mut self, i: usize) -> Result<Value, Fault> {
+        let host = self.settings.capabilities.host.clone();
+        let v = match host.as_ref().and_then(|h| h.globals.get(i)) {
+            Some(f) => Value::Native(self.alloc(Native::Host(f.clone()))?),
+            None => Value::Nil,
+        };
+        self.builtins[ENTRIES.len() + i] = v;
+        Ok(v)
+    }
+}
+
 /// A native function value.
 pub(crate) fn native(vm: &mut Vm, name: &'static str, func: NativeFn) -> Result<Value, Fault> {
-    Ok(Value::Native(vm.alloc(Native { name, func })?))
+    Ok(Value::Native(vm.alloc(Native::Builtin { name, func })?))
 }
 
 // ----- argument checking ----------------------------------------------------------
@@ -401,7 +422,7 @@ fn range(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 
 fn clock(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Args::new("clock", args, 0, 0)?;
-    Ok(Value::Float(vm.epoch.elapsed().as_secs_f64()))
+    Ok(Value::Float(vm.now()?.as_secs_f64()))
 }
 
 fn weak(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {

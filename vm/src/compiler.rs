@@ -651,7 +651,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
         GLOBALS
             .iter()
             .position(|g| *g == name)
-            .map(|i| (Resolved::Builtin(i as u16), true, None))
+            .or_else(|| {
+                let i = self.loader.host()?.global(name)?;
+                Some(crate::builtins::host_global_index(i))
+            })
+            .and_then(|i| u16::try_from(i).ok())
+            .map(|i| (Resolved::Builtin(i), true, None))
     }
 
     /// Whether `name` currently means the built-in of that name.

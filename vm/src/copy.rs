@@ -65,7 +65,8 @@ enum Node {
         module: u32,
     },
     Cell(Slot),
-    Native(&'static str, NativeFn),
+    Native(Native),
+    Host(crate::host::HostRef),
     Struct {
         ty: u32,
         fields: Vec<Slot>,
@@ -307,10 +308,7 @@ impl<'h> Exporter<'h> {
                 }
             }
             Value::Cell(c) => Node::Cell(self.slot(c.get(heap).value)),
-            Value::Native(n) => {
-                let n = n.get(heap);
-                Node::Native(n.name, n.func)
-            }
+            Value::Native(n) => Node::Native(n.get(heap).clone()),
             Value::Struct(s) => {
                 let s = s.get(heap);
                 Node::Struct {
@@ -355,6 +353,7 @@ impl<'h> Exporter<'h> {
             Value::Module(_) => unreachable!("modules are described when first met"),
             Value::Chan(c) => Node::Chan(c.get(heap).chan.clone()),
             Value::Task(t) => Node::Task(t.get(heap).task.clone()),
+            Value::Host(h) => Node::Host(h.get(heap).clone()),
             Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Undef => {
                 unreachable!("immediates are never described as nodes")
             }
@@ -446,7 +445,7 @@ fn make_shell(vm: &mut Vm, node: &Node) -> Result<Value, Fault> {
         Node::Map(_) => vm.new_map(Map::default())?,
         Node::Func { .. } | Node::Struct { .. } => Value::Undef,
         Node::Cell(_) => Value::Cell(vm.alloc(Cell { value: Value::Nil })?),
-        Node::Native(name, func) => Value::Native(vm.alloc(Native { name, func: *func })?),
+        Node::Native(n) => Value::Native(vm.alloc(n.clone())?),
         Node::Type {
             name,
             fields,
@@ -496,6 +495,7 @@ fn make_shell(vm: &mut Vm, node: &Node) -> Result<Value, Fault> {
         })?),
         Node::Chan(c) => Value::Chan(vm.alloc(ChanRef { chan: c.clone() })?),
         Node::Task(t) => Value::Task(vm.alloc(TaskRef { task: t.clone() })?),
+        Node::Host(h) => Value::Host(vm.alloc(h.clone())?),
     })
 }
 

@@ -177,7 +177,7 @@ impl Printer<'_> {
                 "<anonymous>" => self.out.write_str("<fn>"),
                 name => write!(self.out, "<fn {name}>"),
             },
-            Value::Native(n) => write!(self.out, "<fn {}>", n.get(heap).name),
+            Value::Native(n) => write!(self.out, "<fn {}>", n.get(heap).name()),
             Value::Range(r) => self.out.write_str(&range_text(r.get(heap))),
             Value::Error(e) => write!(self.out, "error: {}", e.get(heap).message),
             Value::Type(t) => write!(self.out, "<struct {}>", t.get(heap).name),
@@ -186,6 +186,7 @@ impl Printer<'_> {
             Value::Cell(_) => self.out.write_str("<cell>"),
             Value::Chan(_) => self.out.write_str("<channel>"),
             Value::Task(t) => write!(self.out, "<task {}>", t.get(heap).task.id),
+            Value::Host(h) => write!(self.out, "<{}>", h.get(heap).ty.name),
         };
     }
 

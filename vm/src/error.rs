@@ -152,6 +152,15 @@ impl KilnError {
         }
     }
 
+    /// A runtime error with no position (a misuse by the host).
+    pub fn runtime(message: impl Into<String>) -> KilnError {
+        KilnError {
+            kind: ErrorKind::Runtime,
+            diagnostics: vec![Diagnostic::new(message, None)],
+            trace: Vec::new(),
+        }
+    }
+
     pub fn message(&self) -> &str {
         self.diagnostics.first().map_or("", |d| d.message.as_str())
     }

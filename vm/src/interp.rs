@@ -154,8 +154,16 @@ impl Vm {
                 Ok(true)
             }
             Value::Native(n) => {
-                let f = n.get(&self.heap).func;
-                let v = self.call_native(f, callee + 1, nargs)?;
+                let v = match n.get(&self.heap) {
+                    Native::Builtin { func, .. } => {
+                        let f = *func;
+                        self.call_native(&f, callee + 1, nargs)?
+                    }
+                    Native::Host(h) => {
+                        let h = h.clone();
+                        self.call_native(&*h.func, callee + 1, nargs)?
+                    }
+                };
                 self.stack[ret] = v;
                 Ok(false)
             }
@@ -168,7 +176,7 @@ impl Vm {
 
     pub(crate) fn call_native(
         &mut self,
-        f: NativeFn,
+        f: &crate::host::NativeCall,
         first: usize,
         nargs: usize,
     ) -> Result<Value, Fault> {

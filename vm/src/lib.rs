@@ -18,6 +18,7 @@ pub mod disasm;
 pub mod display;
 pub mod error;
 pub mod fuel;
+pub mod host;
 mod interp;
 pub mod lexer;
 pub mod limits;

@@ -58,6 +58,15 @@ impl<'p> Loader<'p> {
         r
     }
 
+    /// Compiles `text` as a module of its own whose top level returns the value of a
+    /// final expression statement (a host's `eval`).
+    pub fn compile_eval(&mut self, name: &str, text: &str) -> Result<ModuleId, Vec<Diagnostic>> {
+        let source = SourceFile::new(name, text);
+        let module = self.parse(&source)?;
+        let scope = ReplScope::default();
+        crate::compiler::compile_module(self, &module, source, "<eval>", Some(&scope))
+    }
+
     /// Compiles one REPL line as a continuation of `scope`'s module.
     pub fn compile_repl_line(
         &mut self,
@@ -101,12 +110,19 @@ impl<'p> Loader<'p> {
                 .join(rel),
         );
         let shown_str = shown.to_string_lossy().into_owned();
-        let canon = std::fs::canonicalize(&shown).map_err(|e| {
+        let refuse = |why: String| {
             vec![Diagnostic::new(
-                format!("cannot import \"{rel}\": {e}"),
+                format!("cannot import \"{rel}\": {why}"),
                 None,
             )]
-        })?;
+        };
+        if !self.caps.fs {
+            return Err(refuse("the host did not grant file access".into()));
+        }
+        let canon = std::fs::canonicalize(&shown).map_err(|e| refuse(e.to_string()))?;
+        if let Some(root) = &self.caps.fs_root {
+            crate::stdlib::fs::confined(root, &canon).map_err(refuse)?;
+        }
         if let Some(&id) = self.loaded.get(&canon) {
             return Ok(id);
         }
@@ -149,11 +165,23 @@ impl<'p> Loader<'p> {
         Ok(id)
     }
 
-    /// A standard module's index and member names, if it exists and is granted.
+    /// A standard or host module's `ImportStd` index and member names, if it exists and
+    /// is granted.
     pub(crate) fn std_module(&self, name: &str) -> Option<(u16, Vec<Arc<str>>)> {
-        let idx = crate::stdlib::STD_MODULES.iter().position(|m| *m == name)?;
+        let std = crate::stdlib::STD_MODULES;
+        let Some(idx) = std.iter().position(|m| *m == name) else {
+            let host = self.host()?;
+            let m = host.module(name)?;
+            let names = host.modules[m].members.iter().map(|f| f.name.clone());
+            return Some((u16::try_from(std.len() + m).ok()?, names.collect()));
+        };
         self.granted(name)
             .then(|| (idx as u16, crate::stdlib::members(idx)))
+    }
+
+    /// What the host registered, if anything.
+    pub(crate) fn host(&self) -> Option<&crate::host::HostRegistry> {
+        self.caps.host.as_deref()
     }
 
     fn granted(&self, name: &str) -> bool {

@@ -230,6 +230,7 @@ pub fn equal(heap: &Heap, a: Value, b: Value) -> bool {
         // Copies of one channel or task in different heaps are the same channel or task.
         (Value::Chan(x), Value::Chan(y)) => Arc::ptr_eq(&x.get(heap).chan, &y.get(heap).chan),
         (Value::Task(x), Value::Task(y)) => Arc::ptr_eq(&x.get(heap).task, &y.get(heap).task),
+        (Value::Host(x), Value::Host(y)) => Arc::ptr_eq(&x.get(heap).cell, &y.get(heap).cell),
         _ => match (a.heap_addr(), b.heap_addr()) {
             (Some(x), Some(y)) => x == y,
             _ => false,
@@ -503,6 +504,7 @@ pub fn get_field(vm: &mut Vm, o: Value, n: &Arc<str>) -> Result<Value, Fault> {
                 .ok_or_else(|| fault!("unknown method `{n}` for struct {}", ty.name))
         }
         Value::Error(e) => error_field(vm, e, n),
+        Value::Host(_) => crate::host::get_field(vm, o, n),
         other => Err(fault!(
             "cannot read field `{n}` of {}",
             other.type_name(&vm.heap)
@@ -559,6 +561,7 @@ pub fn set_field(vm: &mut Vm, o: Value, n: &Arc<str>, v: Value) -> Result<(), Fa
                 set_index(vm, o, key, v)
             })
         }
+        Value::Host(_) => crate::host::set_field(vm, o, n, v),
         other => Err(fault!(
             "cannot set field `{n}` of {}",
             other.type_name(&vm.heap)
@@ -677,9 +680,15 @@ pub fn call_method(vm: &mut Vm, a: usize, nargs: usize, name: &str) -> Result<bo
                 None => Err(fault!("module {} has no member `{name}`", module.name)),
             }
         }
+        Value::Host(_) => {
+            let m = crate::host::method(vm, recv, name)?;
+            let v = vm.call_native(&*m.func, a + 1, nargs + 1)?;
+            vm.stack[a] = v;
+            Ok(false)
+        }
         _ => match methods::lookup(&vm.heap, recv, name) {
             Some(Method::Native(f)) => {
-                let v = vm.call_native(f, a + 1, nargs + 1)?;
+                let v = vm.call_native(&f, a + 1, nargs + 1)?;
                 vm.stack[a] = v;
                 Ok(false)
             }

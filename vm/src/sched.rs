@@ -15,6 +15,11 @@
 //! The program ends when its main task ends: the other tasks are cancelled (their
 //! `defer`s run; one that keeps catching `task cancelled` is abandoned after
 //! [`CANCEL_GRACE`]), failures nobody joined are reported, and the workers stop.
+//!
+//! Timers are deadlines on the run's clock (`Settings::clock`, the wall clock when the
+//! host gives none); a worker parked under a host's clock looks at them every
+//! millisecond, since that clock moves on its own. [`HostTasks`] is the same scheduler
+//! without workers, which an embedding host drives from its own thread.
 
 use std::cell::RefCell;
 use std::collections::{BinaryHeap, HashMap};
@@ -56,9 +61,10 @@ enum End {
     Deadlock(KilnError),
 }
 
-/// A wait with a deadline (`sleep`, `select` with a timeout).
+/// A wait with a deadline (`sleep`, `select` with a timeout), on the scheduler's clock
+/// (see [`Shared::now`]).
 struct Timer {
-    at: Instant,
+    at: Duration,
     seq: u64,
     waiter: Arc<Waiter>,
 }
@@ -113,6 +119,8 @@ pub struct Shared {
     idle_lock: Mutex<()>,
     idle_cond: Condvar,
     timers: Mutex<BinaryHeap<Timer>>,
+    /// The origin of timer deadlines on the wall clock.
+    origin: Instant,
     timer_count: AtomicUsize,
     timer_seq: AtomicU64,
     /// Tasks runnable or running.
@@ -125,7 +133,6 @@ pub struct Shared {
     end: Mutex<Option<End>>,
     end_cond: Condvar,
     shutdown: AtomicBool,
-    program: Arc<Program>,
     settings: Settings,
     out: SharedWriter,
     err: SharedWriter,
@@ -175,15 +182,16 @@ impl Shared {
         }
     }
 
-    /// Starts a task, unless `max` tasks already live (checked under the lock that adds
-    /// it, so racing spawns cannot pass the bound together).
+    /// Starts a task tagged `owner`, unless `max` tasks already live (checked under the
+    /// lock that adds it, so racing spawns cannot pass the bound together).
     pub(crate) fn spawn(
         self: &Arc<Self>,
         start: Start,
+        owner: u64,
         max: Option<usize>,
     ) -> Result<Arc<Task>, Fault> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let task = Arc::new(Task::new(id, self.clone(), start));
+        let task = Arc::new(Task::new(id, self.clone(), Some(start), owner));
         {
             let mut live = self.live.lock();
             if max.is_some_and(|max| live.len() >= max) {
@@ -194,6 +202,11 @@ impl Shared {
         self.became_active();
         self.push(task.clone());
         Ok(task)
+    }
+
+    /// Tasks alive (started and not ended).
+    pub(crate) fn live_tasks(&self) -> usize {
+        self.live.lock().len()
     }
 
     pub(crate) fn became_active(&self) {
@@ -218,11 +231,17 @@ impl Shared {
         self.stealers.get().map_or(&[], |s| s.as_slice())
     }
 
-    /// Wakes `waiter` with nil after `ms` milliseconds.
+    /// The time timers follow: the host's clock if it gave one, else the wall clock.
+    fn now(&self) -> Duration {
+        match &self.settings.clock {
+            Some(clock) => clock.now(),
+            None => self.origin.elapsed(),
+        }
+    }
+
+    /// Wakes `waiter` with nil after `after`.
     pub(crate) fn add_timer(&self, after: Duration, waiter: Arc<Waiter>) {
-        let at = Instant::now()
-            .checked_add(after)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 100));
+        let at = self.now().saturating_add(after);
         let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
         self.timers.lock().push(Timer { at, seq, waiter });
         self.timer_count.fetch_add(1, Ordering::SeqCst);
@@ -237,7 +256,7 @@ impl Shared {
                 .timers
                 .lock()
                 .peek()
-                .is_some_and(|t| t.at <= Instant::now())
+                .is_some_and(|t| t.at <= self.now())
     }
 
     /// Wakes the tasks whose deadlines have passed. The wakes happen under the timer
@@ -247,7 +266,7 @@ impl Shared {
         if self.timer_count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let now = Instant::now();
+        let now = self.now();
         let mut timers = self.timers.lock();
         while timers.peek().is_some_and(|t| t.at <= now) {
             if let Some(t) = timers.pop() {
@@ -300,7 +319,7 @@ impl Shared {
         if !self.queued_work() && !self.shutdown.load(Ordering::SeqCst) {
             match next {
                 Some(at) => {
-                    self.idle_cond.wait_until(&mut g, at);
+                    self.idle_cond.wait_until(&mut g, self.wake_time(at));
                 }
                 None => {
                     self.idle_cond.wait(&mut g);
@@ -308,6 +327,17 @@ impl Shared {
             }
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// When a parked worker must look at the timers again for a deadline `at`. A host's
+    /// clock moves on its own, so it is looked at every millisecond.
+    fn wake_time(&self, at: Duration) -> Instant {
+        const HOST_CLOCK_POLL: Duration = Duration::from_millis(1);
+        let far = || Instant::now() + Duration::from_secs(86_400);
+        match self.settings.clock {
+            Some(_) => Instant::now() + HOST_CLOCK_POLL,
+            None => self.origin.checked_add(at).unwrap_or_else(far),
+        }
     }
 
     fn deadlock(&self) {
@@ -333,15 +363,18 @@ impl Shared {
     }
 
     /// A machine for `task`'s first run: one this worker kept, else a new one.
-    fn new_vm(&self, task: &Arc<Task>) -> Box<Vm> {
+    fn new_vm(&self, task: &Arc<Task>, program: &Arc<Program>) -> Box<Vm> {
         let kept = self.with_local(|local| local.machines.pop()).flatten();
         let mut vm = kept.unwrap_or_else(|| {
             let output = Output {
                 out: Box::new(self.out.clone()),
                 err: Box::new(self.err.clone()),
             };
-            Box::new(Vm::new(self.program.clone(), self.settings.clone(), output))
+            Box::new(Vm::new(program.clone(), self.settings.clone(), output))
         });
+        if !Arc::ptr_eq(vm.program(), program) {
+            vm.set_program(program.clone());
+        }
         vm.task = Some(task.clone());
         vm.reset_fuel();
         vm
@@ -371,7 +404,11 @@ impl Shared {
     /// Runs `task` until it suspends or ends.
     fn run(&self, task: Arc<Task>) {
         let (vm, start, wake) = task.begin_run();
-        let mut vm = vm.unwrap_or_else(|| self.new_vm(&task));
+        let mut vm = match (vm, &start) {
+            (Some(vm), _) => vm,
+            (None, Some(start)) => self.new_vm(&task, start.program()),
+            (None, None) => unreachable!("a task that never ran has its start"),
+        };
         let result = match start {
             Some(start) => vm.start(start),
             None => vm.resume(wake),
@@ -504,35 +541,14 @@ pub fn run_program(
     reporter: TaskErrorReporter,
 ) -> Result<(), KilnError> {
     let threads = worker_count(&settings);
-    let shared = Arc::new(Shared {
-        injector: Injector::new(),
-        stealers: OnceLock::new(),
-        sleepers: AtomicUsize::new(0),
-        idle_lock: Mutex::new(()),
-        idle_cond: Condvar::new(),
-        timers: Mutex::new(BinaryHeap::new()),
-        timer_count: AtomicUsize::new(0),
-        timer_seq: AtomicU64::new(0),
-        active: AtomicUsize::new(0),
-        live: Mutex::new(HashMap::default()),
-        next_id: AtomicU64::new(MAIN_TASK),
-        unjoined: Mutex::new(Vec::new()),
-        end: Mutex::new(None),
-        end_cond: Condvar::new(),
-        shutdown: AtomicBool::new(false),
-        program,
-        settings,
-        out: SharedWriter(Arc::new(Mutex::new(output.out))),
-        err: SharedWriter(Arc::new(Mutex::new(output.err))),
-        reporter,
-    });
+    let shared = Shared::new(settings, output, reporter);
     let deques: Vec<Worker<Arc<Task>>> = (0..threads).map(|_| Worker::new_fifo()).collect();
     let _ = shared
         .stealers
         .set(deques.iter().map(|d| d.stealer()).collect());
     // The main task is not counted against `max_tasks` when it starts: the bound is on
     // what the script spawns, and a run always has its main task.
-    let _ = shared.spawn(Start::Main(main), None);
+    let _ = shared.spawn(Start::Main(program, main), 0, None);
     let workers: Vec<_> = deques
         .into_iter()
         .enumerate()
@@ -567,6 +583,31 @@ pub fn run_program(
 }
 
 impl Shared {
+    fn new(settings: Settings, output: Output, reporter: TaskErrorReporter) -> Arc<Shared> {
+        Arc::new(Shared {
+            injector: Injector::new(),
+            stealers: OnceLock::new(),
+            sleepers: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
+            idle_cond: Condvar::new(),
+            timers: Mutex::new(BinaryHeap::new()),
+            origin: Instant::now(),
+            timer_count: AtomicUsize::new(0),
+            timer_seq: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            live: Mutex::new(HashMap::default()),
+            next_id: AtomicU64::new(MAIN_TASK),
+            unjoined: Mutex::new(Vec::new()),
+            end: Mutex::new(None),
+            end_cond: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+            settings,
+            out: SharedWriter(Arc::new(Mutex::new(output.out))),
+            err: SharedWriter(Arc::new(Mutex::new(output.err))),
+            reporter,
+        })
+    }
+
     /// Waits for the end of the program; after the main task, cancels the others and
     /// gives them [`CANCEL_GRACE`] to run their `defer`s.
     fn wait_for_end(&self) -> Result<(), KilnError> {
@@ -621,5 +662,92 @@ impl Shared {
         })?;
         let _ = self.err.clone().flush();
         Ok(())
+    }
+}
+
+/// Tasks driven by a host from its own thread (the embedding API's store): no worker
+/// threads. The host's machine runs its calls as a stand-in task, so scripts can
+/// `spawn` from them; the spawned tasks run when the host calls [`HostTasks::run_ready`]
+/// (each frame of a game, say), and sleeping ones wake at later calls once their
+/// timers are due on the scheduler's clock. Tasks outlive the calls that started them.
+pub struct HostTasks {
+    shared: Arc<Shared>,
+    host: Arc<Task>,
+}
+
+impl HostTasks {
+    /// A scheduler for machines with `settings`; task output goes to `output`, failures
+    /// nobody joined to `reporter`.
+    pub fn new(settings: Settings, output: Output, reporter: TaskErrorReporter) -> HostTasks {
+        let shared = Shared::new(settings, output, reporter);
+        // The stand-in takes the main task's id; spawned tasks are numbered after it.
+        shared.next_id.store(MAIN_TASK + 1, Ordering::Relaxed);
+        let host = Arc::new(Task::new(MAIN_TASK, shared.clone(), None, 0));
+        HostTasks { shared, host }
+    }
+
+    /// Makes `vm` (the host's machine) run as the stand-in task.
+    pub fn attach(&self, vm: &mut Vm) {
+        vm.task = Some(self.host.clone());
+    }
+
+    /// Tags the tasks that the host's next calls spawn (and those they spawn) with
+    /// `owner`, for [`HostTasks::cancel_owner`]; 0 for no tag.
+    pub fn set_owner(&self, owner: u64) {
+        self.host.set_owner(owner);
+    }
+
+    /// Runs every task that is ready (including those whose timers are due now and
+    /// those woken meanwhile) until none is. Errors when a task ended the whole run
+    /// (`os.exit`), with what a program would have ended with.
+    pub fn run_ready(&self) -> Result<(), KilnError> {
+        loop {
+            self.shared.fire_timers();
+            match self.shared.injector.steal() {
+                Steal::Success(task) => self.shared.run(task),
+                Steal::Retry => {}
+                Steal::Empty => return Ok(()),
+            }
+            if let Some(end) = self.shared.end.lock().take() {
+                return match end {
+                    End::Main(result) => result,
+                    End::Exit(code) => Err(KilnError {
+                        kind: ErrorKind::Exit(code),
+                        diagnostics: Vec::new(),
+                        trace: Vec::new(),
+                    }),
+                    End::Deadlock(e) => Err(e),
+                };
+            }
+        }
+    }
+
+    /// Cancels every live task tagged `owner` (their `defer`s run at their next
+    /// [`HostTasks::run_ready`]); returns how many.
+    pub fn cancel_owner(&self, owner: u64) -> usize {
+        let tagged: Vec<Arc<Task>> = self
+            .shared
+            .live
+            .lock()
+            .values()
+            .filter(|t| t.owner() == owner)
+            .cloned()
+            .collect();
+        for t in &tagged {
+            t.cancel();
+        }
+        tagged.len()
+    }
+
+    /// Tasks alive (started and not ended).
+    pub fn live(&self) -> usize {
+        self.shared.live_tasks()
+    }
+}
+
+impl Drop for HostTasks {
+    /// Breaks the cycles between tasks and the scheduler (see [`Shared::finish`]).
+    fn drop(&mut self) {
+        let _ = self.shared.finish();
     }
 }

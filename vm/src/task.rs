@@ -16,7 +16,7 @@
 //! (between registering and returning `Suspend`) is kept, and the worker requeues the
 //! task at once instead of parking it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -25,17 +25,27 @@ use crate::bytecode::opc;
 use crate::copy::{export, export_array, import, Portable};
 use crate::error::{Fault, KilnError};
 use crate::fault;
-use crate::program::ModuleId;
+use crate::program::{ModuleId, Program};
 use crate::sched::Shared;
 use crate::value::{TaskRef, Value};
 use crate::vm::Vm;
 
-/// What a task runs when it first gets a worker.
+/// What a task runs when it first gets a worker, and the program it belongs to (the
+/// task's machine is made then; the scheduler itself holds no program, so a host can
+/// go on adding modules to its program while no task is alive).
 pub(crate) enum Start {
     /// The program: the prelude, then this module's top level.
-    Main(ModuleId),
+    Main(Arc<Program>, ModuleId),
     /// `spawn`: an array of the callee and its arguments.
-    Call(Portable),
+    Call(Arc<Program>, Portable),
+}
+
+impl Start {
+    pub(crate) fn program(&self) -> &Arc<Program> {
+        match self {
+            Start::Main(p, _) | Start::Call(p, _) => p,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -106,6 +116,12 @@ pub struct Task {
     pub id: u64,
     pub(crate) sched: Arc<Shared>,
     cancelled: AtomicBool,
+    /// The host's tag for the tasks started under one of its calls (0: none);
+    /// inherited by the tasks this one spawns, for `cancel_owner`.
+    owner: AtomicU64,
+    /// The stand-in task of a host's machine (see `Shared::host_task`): it runs only
+    /// inside host calls, so it never waits or gives its thread up.
+    host: bool,
     inner: Mutex<Inner>,
 }
 
@@ -125,15 +141,17 @@ struct Inner {
 }
 
 impl Task {
-    pub(crate) fn new(id: u64, sched: Arc<Shared>, start: Start) -> Task {
+    pub(crate) fn new(id: u64, sched: Arc<Shared>, start: Option<Start>, owner: u64) -> Task {
         Task {
             id,
             sched,
             cancelled: AtomicBool::new(false),
+            owner: AtomicU64::new(owner),
+            host: start.is_none(),
             inner: Mutex::new(Inner {
                 state: State::Runnable,
                 vm: None,
-                start: Some(start),
+                start,
                 wake: None,
                 waiting_on: None,
                 joiners: Vec::new(),
@@ -145,6 +163,16 @@ impl Task {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// The owner tag (0: none).
+    pub fn owner(&self) -> u64 {
+        self.owner.load(Ordering::Relaxed)
+    }
+
+    /// Sets the owner tag the tasks spawned from now on inherit.
+    pub fn set_owner(&self, owner: u64) {
+        self.owner.store(owner, Ordering::Relaxed);
     }
 
     /// Makes the task runnable with `wake`, or leaves the wake for its worker if it is
@@ -266,6 +294,11 @@ impl Vm {
     /// cancelled, else returns the waiter to register.
     pub(crate) fn begin_wait(&self) -> Result<Arc<Waiter>, Fault> {
         let me = self.current_task()?;
+        if me.host {
+            return Err(fault!(
+                "a call from the host cannot wait: spawn a task to wait in"
+            ));
+        }
         if me.is_cancelled() {
             return Err(Fault::Error(CANCELLED.into()));
         }
@@ -279,7 +312,7 @@ impl Vm {
 
     /// The end of a time slice (from `refuel`): give the worker to others if any wait.
     pub(crate) fn preempt(&mut self) -> Result<(), Fault> {
-        let Some(me) = &self.task else {
+        let Some(me) = self.task.as_ref().filter(|t| !t.host) else {
             return Ok(());
         };
         if me.is_cancelled() {
@@ -322,24 +355,23 @@ impl Vm {
             }
         }
         let call = export_array(self, &self.stack[slot..=slot + nargs]);
-        let handle = self.alloc(TaskRef {
-            task: me
-                .sched
-                .spawn(Start::Call(call), self.settings.limits.max_tasks)?,
-        })?;
-        Ok(Value::Task(handle))
+        let start = Start::Call(self.program.clone(), call);
+        let task = me
+            .sched
+            .spawn(start, me.owner(), self.settings.limits.max_tasks)?;
+        Ok(Value::Task(self.alloc(TaskRef { task })?))
     }
 
     /// The first run of a task.
     pub(crate) fn start(&mut self, start: Start) -> Result<Value, Fault> {
         match start {
-            Start::Main(main) => {
+            Start::Main(_, main) => {
                 if let Some(p) = self.program.prelude {
                     self.run_module(p)?;
                 }
                 self.run_module(main)
             }
-            Start::Call(call) => {
+            Start::Call(_, call) => {
                 let Value::Array(a) = import(self, &call)? else {
                     return Err(fault!("internal error: a spawned call is not an array"));
                 };

@@ -28,6 +28,7 @@ pub mod tag {
     pub const UNDEF: u8 = 16;
     pub const CHANNEL: u8 = 17;
     pub const TASK: u8 = 18;
+    pub const HOST: u8 = 19;
 }
 
 /// A script value.
@@ -58,6 +59,9 @@ pub enum Value {
     Chan(Gc<ChanRef>) = tag::CHANNEL,
     /// A task handle (`spawn`'s result), shared like a channel.
     Task(Gc<TaskRef>) = tag::TASK,
+    /// An object of a type the host registered (see [`crate::host`]), shared like a
+    /// channel: every copy refers to the same Rust value.
+    Host(Gc<crate::host::HostRef>) = tag::HOST,
 }
 
 const _: () = assert!(std::mem::size_of::<Value>() == 16);
@@ -102,6 +106,7 @@ impl Value {
             Value::Cell(_) => "cell",
             Value::Chan(_) => "channel",
             Value::Task(_) => "task",
+            Value::Host(h) => &h.get(heap).ty.name,
         }
     }
 
@@ -129,6 +134,7 @@ impl Value {
             Value::Cell(g) => t.mark(g),
             Value::Chan(g) => t.mark(g),
             Value::Task(g) => t.mark(g),
+            Value::Host(g) => t.mark(g),
         }
     }
 
@@ -149,6 +155,7 @@ impl Value {
             Value::Cell(g) => g.addr(),
             Value::Chan(g) => g.addr(),
             Value::Task(g) => g.addr(),
+            Value::Host(g) => g.addr(),
             _ => return None,
         })
     }
@@ -353,10 +360,20 @@ impl Trace for Cell {
 /// method, the receiver is `args[0]`); they stay rooted in the caller's registers.
 pub type NativeFn = fn(&mut crate::vm::Vm, &[Value]) -> Result<Value, crate::error::Fault>;
 
-/// A function implemented in Rust.
-pub struct Native {
-    pub name: &'static str,
-    pub func: NativeFn,
+/// A function implemented in Rust: a built-in, or a function the host registered.
+#[derive(Clone)]
+pub enum Native {
+    Builtin { name: &'static str, func: NativeFn },
+    Host(Arc<crate::host::HostFunc>),
+}
+
+impl Native {
+    pub fn name(&self) -> &str {
+        match self {
+            Native::Builtin { name, .. } => name,
+            Native::Host(h) => &h.name,
+        }
+    }
 }
 
 impl Trace for Native {
@@ -549,6 +566,7 @@ impl Trace for WeakRef {
             Value::Cell(g) => liveness.is_live(g),
             Value::Chan(g) => liveness.is_live(g),
             Value::Task(g) => liveness.is_live(g),
+            Value::Host(g) => liveness.is_live(g),
             _ => true,
         };
         if !live {

@@ -42,9 +42,16 @@ impl Output {
 #[derive(Clone, Debug, Default)]
 pub struct Capabilities {
     pub stdio: bool,
+    /// The `fs` module and importing script files.
     pub fs: bool,
     pub os: bool,
+    /// The `time` module and the clock behind `clock()`.
     pub time: bool,
+    /// With `fs`: the directory file access is confined to (paths that leave it are
+    /// errors); `None` for the whole file system.
+    pub fs_root: Option<std::path::PathBuf>,
+    /// The functions, modules and types the host added.
+    pub host: Option<Arc<crate::host::HostRegistry>>,
 }
 
 impl Capabilities {
@@ -54,6 +61,8 @@ impl Capabilities {
             fs: true,
             os: true,
             time: true,
+            fs_root: None,
+            host: None,
         }
     }
 }
@@ -142,6 +151,8 @@ pub struct Vm {
     pub(crate) handlers: Vec<Handler>,
     /// Values native code keeps alive across allocations.
     handles: Vec<Value>,
+    /// Values the host keeps alive across runs (see `Vm::pin`).
+    pub(crate) pinned: Vec<Value>,
     /// While a native runs: the end of its arguments. Registers above it are dead
     /// temporaries of the caller, which must not keep garbage alive.
     pub(crate) native_top: Option<usize>,
@@ -182,6 +193,7 @@ impl Vm {
             frames: Vec::new(),
             handlers: Vec::new(),
             handles: Vec::new(),
+            pinned: Vec::new(),
             native_top: None,
             modules: Vec::new(),
             consts: Vec::new(),
@@ -213,6 +225,7 @@ impl Vm {
         self.frames.clear();
         self.handlers.clear();
         self.handles.clear();
+        self.pinned.clear();
         self.native_top = None;
         self.modules.clear();
         self.consts.clear();
@@ -376,6 +389,7 @@ impl Vm {
             stack,
             frames,
             handles,
+            pinned,
             modules,
             consts,
             builtins,
@@ -392,7 +406,7 @@ impl Vm {
                 t.mark(f.consts);
                 t.mark(f.module);
             }
-            for v in handles.iter().chain(builtins.iter()) {
+            for v in handles.iter().chain(pinned.iter()).chain(builtins.iter()) {
                 v.trace(t);
             }
             for m in modules.iter().chain(std_modules.iter()).flatten() {
@@ -546,6 +560,18 @@ impl Vm {
             .err
             .write_all(s.as_bytes())
             .map_err(|e| Fault::Error(format!("cannot write to stderr: {e}")))
+    }
+
+    /// The time scripts see (`clock()`, `time.monotonic()`): the host's clock, else the
+    /// time since this machine started if the host granted the clock at all.
+    pub fn now(&self) -> Result<std::time::Duration, Fault> {
+        match &self.settings.clock {
+            Some(clock) => Ok(clock.now()),
+            None if self.settings.capabilities.time => Ok(self.epoch.elapsed()),
+            None => Err(Fault::Error(
+                "the clock is not available: the host did not grant it".into(),
+            )),
+        }
     }
 
     pub fn flush(&mut self) {

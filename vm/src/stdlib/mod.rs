@@ -16,7 +16,7 @@ use crate::fault;
 use crate::value::{ModuleObj, NativeFn, Value};
 use crate::vm::Vm;
 
-mod fs;
+pub(crate) mod fs;
 mod json;
 mod math;
 mod os;
@@ -56,14 +56,39 @@ pub fn std_module(vm: &mut Vm, idx: usize) -> Result<Gc<ModuleObj>, Fault> {
     if let Some(Some(m)) = vm.std_modules.get(idx) {
         return Ok(*m);
     }
-    let name = STD_MODULES
-        .get(idx)
-        .ok_or_else(|| fault!("internal error: no standard module {idx}"))?;
-    let m = make_module(vm, name, table(idx))?;
+    let m = match STD_MODULES.get(idx) {
+        Some(name) => make_module(vm, name, table(idx))?,
+        None => host_module(vm, idx - STD_MODULES.len())?,
+    };
     if vm.std_modules.len() <= idx {
         vm.std_modules.resize(idx + 1, None);
     }
     vm.std_modules[idx] = Some(m);
+    Ok(m)
+}
+
+/// The module object of host module `i`.
+fn host_module(vm: &mut Vm, i: usize) -> Result<Gc<ModuleObj>, Fault> {
+    let host = vm.settings.capabilities.host.clone();
+    let module = host
+        .as_ref()
+        .and_then(|h| h.modules.get(i))
+        .ok_or_else(|| fault!("internal error: no host module {i}"))?;
+    let mark = vm.roots_mark();
+    let mut vars = Vec::with_capacity(module.members.len());
+    for f in &module.members {
+        let v = Value::Native(vm.alloc(crate::value::Native::Host(f.clone()))?);
+        vm.push_root(v);
+        vars.push(v);
+    }
+    let m = vm.alloc(ModuleObj {
+        name: module.name.clone(),
+        names: module.members.iter().map(|f| f.name.clone()).collect(),
+        vars,
+        id: None,
+        started: true,
+    })?;
+    vm.pop_roots(mark);
     Ok(m)
 }
 
