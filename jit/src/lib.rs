@@ -448,13 +448,14 @@ impl Jit {
     }
 
     /// New code for `id` is in place: its exits start counting afresh.
-    fn installed(&self, id: ProtoId) {
+    fn installed(&self, program: &Program, id: ProtoId) {
         let mut fb = self.tables.feedback.lock();
         let f = fb.entry(id.0).or_default();
         f.recompiling = false;
         f.exits = 0;
         f.expected_exits = 0;
         self.tables.disabled[id.0 as usize].store(false, Ordering::Relaxed);
+        program.proto(id).jit.set_dormant(false);
     }
 
     fn refuse(&self, program: &Program, id: ProtoId, why: &str) {
@@ -634,7 +635,7 @@ impl Jit {
             }
         }
         self.tables.code[i].store(entry as u64, Ordering::Release);
-        self.installed(id);
+        self.installed(program, id);
     }
     /// The analysis of the direct variant of `id` taking `params`, and the type it
     /// returns if one. A recursive proto's own calls are assumed to return the type its
@@ -1060,6 +1061,7 @@ impl JitCode {
         let i = index as usize;
         self.tables.disabled[i].store(true, Ordering::Relaxed);
         self.tables.code[i].store(0, Ordering::Release);
+        program.proto(ProtoId(index)).jit.set_dormant(true);
         self.counters.blacklisted.fetch_add(1, Ordering::Relaxed);
         if self.verbose {
             let why = if expected {

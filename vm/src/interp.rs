@@ -494,7 +494,7 @@ impl Vm {
                     pc = (pc as isize + ins.sj()) as usize;
                     if ins.sj() < 0 {
                         charge!(-ins.sj());
-                        if tiering {
+                        if tiering && !proto.jit.is_dormant() {
                             save_pc!();
                             tier_enter!(1);
                         }
@@ -563,7 +563,7 @@ impl Vm {
                                 r!(a + 3) = Value::Int(next);
                                 pc = (pc as isize + ins.sbx()) as usize;
                                 charge!(-ins.sbx());
-                                if tiering {
+                                if tiering && !proto.jit.is_dormant() {
                                     save_pc!();
                                     tier_enter!(1);
                                 }
@@ -607,7 +607,7 @@ impl Vm {
                     if check!(self.call_value(a, ins.b(), a)) {
                         reload!();
                         charge!(1);
-                        if tiering {
+                        if tiering && !proto.jit.is_dormant() {
                             tier_enter!(1);
                         }
                     }
@@ -801,11 +801,15 @@ impl Vm {
     /// compiled code with an entry at the frame's pc, runs it. Returns the value and
     /// return slot when the frame returned from compiled code.
     fn tier_enter(&mut self, weight: u32) -> Result<Entered, Fault> {
-        let f = *self.frames.last().expect("a frame");
-        let Some(code) = self.tier_hot(f.proto, f.pc, weight) else {
+        let (proto, pc) = self
+            .frames
+            .last()
+            .map(|f| (f.proto, f.pc))
+            .expect("a frame");
+        let Some(code) = self.tier_hot(proto, pc, weight) else {
             return Ok(Entered::No);
         };
-        match code.run(self, f.pc as u32) {
+        match code.run(self, pc as u32) {
             TierExit::Returned(v) => {
                 let done = self.frames.pop().expect("the entered frame");
                 Ok(Entered::Returned(v, done.ret))

@@ -77,6 +77,9 @@ pub struct CodeSlot {
     code: OnceLock<Arc<dyn CompiledCode>>,
     /// Requested already (or refused): don't ask again.
     requested: AtomicBool,
+    /// The tier gave up on this proto (refused or left it to the interpreter): counting
+    /// its calls and back-edges is pointless, and the interpreter checks only this.
+    dormant: AtomicBool,
 }
 
 impl std::fmt::Debug for CodeSlot {
@@ -99,6 +102,17 @@ impl CodeSlot {
     /// Marks the slot requested; true the first time.
     pub fn claim(&self) -> bool {
         !self.requested.swap(true, Ordering::AcqRel)
+    }
+
+    /// Says whether the tier has given up on this proto (see [`CodeSlot::is_dormant`]);
+    /// a recompilation that installs new code wakes it again.
+    pub fn set_dormant(&self, dormant: bool) {
+        self.dormant.store(dormant, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn is_dormant(&self) -> bool {
+        self.dormant.load(Ordering::Relaxed)
     }
 }
 
@@ -144,9 +158,16 @@ impl Vm {
         weight: u32,
     ) -> Option<Arc<dyn CompiledCode>> {
         let slot = &self.program.proto(proto).jit;
+        if slot.is_dormant() {
+            return None;
+        }
         if let Some(code) = slot.get() {
             // Cloning the Arc costs two atomic operations: only when entering.
             return code.has_entry(pc as u32).then(|| code.clone());
+        }
+        if slot.requested.load(Ordering::Relaxed) {
+            // Being compiled: nothing to count or ask for.
+            return None;
         }
         let i = proto.0 as usize;
         if self.hotness.len() <= i {
