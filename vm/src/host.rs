@@ -231,7 +231,7 @@ impl Vm {
 
     /// The program, to grow it. The compile thread holds a reference only while it
     /// compiles, so this waits for it briefly rather than failing at once.
-    fn program_mut(&mut self) -> Result<&mut Program, KilnError> {
+    pub(crate) fn program_mut(&mut self) -> Result<&mut Program, KilnError> {
         // Live tasks hold the program for as long as they live: no use waiting.
         if self.task.as_ref().is_some_and(|t| t.sched.live_tasks() > 0) {
             return Err(KilnError::runtime(

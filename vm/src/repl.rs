@@ -34,9 +34,9 @@ impl Repl {
     /// Compiles and runs one input; returns the display of its value, if it has one.
     pub fn eval(&mut self, text: &str) -> Result<Option<String>, KilnError> {
         let caps = self.vm.settings.capabilities.clone();
-        let Some(program) = Arc::get_mut(&mut self.vm.program) else {
-            unreachable!("no run is in progress between REPL inputs");
-        };
+        // The compile thread may still hold the program for a compile the last input
+        // asked for: this waits for it, briefly.
+        let program = self.vm.program_mut()?;
         let id = Loader::new(program, caps)
             .compile_repl_line(text, &self.scope)
             .map_err(KilnError::compile)?;
