@@ -1027,15 +1027,25 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.branch_flow(exhausted, flow);
     }
 
-    /// The address of element `idx` of array `obj` if it is in range counting from the
-    /// start, and a flag saying whether it is. Other indexes (negative ones count from
-    /// the end) are left to the access helpers.
-    fn element(&mut self, obj: ir::Value, idx: ir::Value) -> (ir::Value, ir::Value) {
+    /// Branches on whether `idx` is in range of array `obj` counting from the start,
+    /// continuing in the in-range block with the element's address. Returns it, the
+    /// (cold) block for other indexes, which are left to the access helpers (negative
+    /// ones count from the end), and the block where both paths meet.
+    fn element(&mut self, obj: ir::Value, idx: ir::Value) -> (ir::Value, Block, Block) {
         let len = self.b.ins().load(I64, mem(), obj, self.layout.array.len);
         let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, idx, len);
         let data = self.b.ins().load(I64, mem(), obj, self.layout.array.ptr);
         let bytes = self.b.ins().imul_imm_s(idx, VALUE_SIZE as i64);
-        (self.b.ins().iadd(data, bytes), inside)
+        let addr = self.b.ins().iadd(data, bytes);
+        let (fast, slow, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.set_cold_block(slow);
+        self.b.ins().brif(inside, fast, &[], slow, &[]);
+        self.b.switch_to_block(fast);
+        (addr, slow, join)
     }
 
     /// `R[a] := obj[idx]`: inline for an index from the start, else through the
@@ -1047,17 +1057,9 @@ impl<'a, 'f> Translator<'a, 'f> {
         a: usize,
         pc: usize,
     ) -> (ir::Value, ir::Value) {
-        let (addr, inside) = self.element(obj, idx);
-        let (fast, slow, join) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.set_cold_block(slow);
+        let (addr, slow, join) = self.element(obj, idx);
         let lo = self.b.append_block_param(join, I64);
         let hi = self.b.append_block_param(join, I64);
-        self.b.ins().brif(inside, fast, &[], slow, &[]);
-        self.b.switch_to_block(fast);
         let regs = self.regs;
         let (l, h) = self.copy_value(addr, 0, regs, off(a));
         self.b.ins().jump(join, &[l.into(), h.into()]);
@@ -1074,15 +1076,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// `obj[idx] := R[c]`, inline for an index from the start, else through the helper.
     /// (No write barrier: the collector stops the task and marks everything.)
     fn array_set(&mut self, obj: ir::Value, idx: ir::Value, c: usize, pc: usize) {
-        let (addr, inside) = self.element(obj, idx);
-        let (fast, slow, join) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.set_cold_block(slow);
-        self.b.ins().brif(inside, fast, &[], slow, &[]);
-        self.b.switch_to_block(fast);
+        let (addr, slow, join) = self.element(obj, idx);
         match self.st[c] {
             t if t.is_typed() => self.store_value(addr, 0, c, t),
             _ => {
