@@ -353,28 +353,37 @@ impl Heap {
     /// bytes.
     fn sweep(&mut self) -> usize {
         let mut survivors_external = 0usize;
+        self.each_allocated(|heap, cell, cell_size| {
+            // SAFETY: `each_allocated` yields allocated cells with initialised headers; no
+            // reference to a header exists during a collection.
+            let header = unsafe { &mut *cell.as_ptr() };
+            if header.marked {
+                header.marked = false;
+                // SAFETY: the cell holds a live object of the vtable's type.
+                let external = unsafe { (header.vtable.external_bytes)(cell) };
+                survivors_external = survivors_external.saturating_add(external);
+            } else {
+                // SAFETY: the cell is allocated in our run and unreachable from the roots.
+                unsafe { heap.free(cell, cell_size) };
+            }
+        });
+        survivors_external
+    }
+
+    /// Calls `f` with every allocated (not freed) cell and its size, run by run.
+    fn each_allocated(&mut self, mut f: impl FnMut(&mut Self, NonNull<Header>, usize)) {
         for index in 0..self.space.run_count() {
             let cells = self.space.cells_of(index);
             let cell_size = cells.cell_size();
             for cell in cells {
                 // SAFETY: `cells_of` yields only cells handed out in our run, whose headers
-                // are initialised; no reference to a header exists during a collection.
-                let header = unsafe { &mut *cell.as_ptr() };
-                if header.vtable.is_freed() {
+                // are initialised; we only read the vtable word here.
+                if unsafe { (*cell.as_ptr()).vtable.is_freed() } {
                     continue;
                 }
-                if header.marked {
-                    header.marked = false;
-                    // SAFETY: the cell holds a live object of the vtable's type.
-                    let external = unsafe { (header.vtable.external_bytes)(cell) };
-                    survivors_external = survivors_external.saturating_add(external);
-                } else {
-                    // SAFETY: the cell is allocated in our run and unreachable from the roots.
-                    unsafe { self.free(cell, cell_size) };
-                }
+                f(self, cell, cell_size);
             }
         }
-        survivors_external
     }
 
     /// Drops the object in `cell` and puts the cell on its free list.
@@ -450,28 +459,21 @@ impl Heap {
     /// Drops every allocated object, accounting each as freed (its cell and its external
     /// bytes as they are now). The cells are not put on free lists: the heap is going away.
     fn free_all(&mut self) {
-        for index in 0..self.space.run_count() {
-            let cells = self.space.cells_of(index);
-            let cell_size = cells.cell_size();
-            for cell in cells {
-                // SAFETY: `cells_of` yields only cells handed out in our run (headers
-                // initialised); `&mut self` rules out any reference to their objects.
-                let header = unsafe { &mut *cell.as_ptr() };
-                if header.vtable.is_freed() {
-                    continue;
-                }
-                // Marked freed first, so a panicking destructor can never cause a second drop.
-                let vtable = std::mem::replace(&mut header.vtable, VTable::freed());
-                // SAFETY: the cell held a live object of the vtable's type, which nothing can
-                // use again: the heap is going away.
-                let external = unsafe { (vtable.external_bytes)(cell) };
-                self.external_bytes = self.external_bytes.saturating_sub(external);
-                self.objects -= 1;
-                self.cell_bytes -= cell_size;
-                // SAFETY: as above; the object is dropped exactly once.
-                unsafe { (vtable.drop)(cell) };
-            }
-        }
+        self.each_allocated(|heap, cell, cell_size| {
+            // SAFETY: `each_allocated` yields allocated cells with initialised headers;
+            // `&mut self` rules out any reference to their objects.
+            let header = unsafe { &mut *cell.as_ptr() };
+            // Marked freed first, so a panicking destructor can never cause a second drop.
+            let vtable = std::mem::replace(&mut header.vtable, VTable::freed());
+            // SAFETY: the cell held a live object of the vtable's type, which nothing can
+            // use again: the heap is going away.
+            let external = unsafe { (vtable.external_bytes)(cell) };
+            heap.external_bytes = heap.external_bytes.saturating_sub(external);
+            heap.objects -= 1;
+            heap.cell_bytes -= cell_size;
+            // SAFETY: as above; the object is dropped exactly once.
+            unsafe { (vtable.drop)(cell) };
+        });
         self.weak.clear();
     }
 }
