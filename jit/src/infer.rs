@@ -9,8 +9,12 @@
 //! register goes to memory. Instructions the compiler does not handle end their path
 //! with a side exit, so the interpreter runs them.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use kiln_vm::bytecode::{opc, Instr};
-use kiln_vm::program::{Constant, Proto, TypeKind};
+use kiln_vm::program::{Constant, Program, Proto, TypeAnn, TypeKind};
+use kiln_vm::value::StructType;
 
 /// What the compiler knows about one register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -496,6 +500,71 @@ pub fn module_functions(main: &Proto, consts: &[bool]) -> Vec<(u16, u32)> {
             bound.then(|| (set.bx() as u16, main.protos[def.bx()].0))
         })
         .collect()
+}
+
+/// Where a field lives when a single struct declaration of the program has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldSlot {
+    /// The declaration's key (`StructType::key`).
+    pub key: u64,
+    /// The field's index in the instance's field array.
+    pub slot: u32,
+    /// The type its annotation checks writes against (`None`: no check), with
+    /// whether nil passes too.
+    pub annotation: Option<(Option<Ty>, bool)>,
+}
+
+impl FieldSlot {
+    /// Whether a value the compiler knows to be of type `t` passes the field's
+    /// annotation without a run-time check.
+    pub fn takes(&self, t: Ty) -> bool {
+        match self.annotation {
+            None => true,
+            Some((want, nilable)) => (t.is_typed() && want == Some(t)) || (nilable && t == Ty::Nil),
+        }
+    }
+}
+
+/// The check an annotation makes on writes, as [`FieldSlot::annotation`] holds it.
+fn write_check(ann: &TypeAnn) -> Option<(Option<Ty>, bool)> {
+    let want = match ann.kind {
+        TypeKind::Any => return None,
+        TypeKind::Int => Some(Ty::Int),
+        TypeKind::Float => Some(Ty::Float),
+        TypeKind::Bool => Some(Ty::Bool),
+        _ => None,
+    };
+    Some((want, ann.nilable))
+}
+
+/// Per field name, where it lives if exactly one struct declaration of `program` has
+/// it (`None` when several do). A field's slot is fixed by its declaration, so
+/// compiled code reading a field by such a name checks the instance's declaration key
+/// once and then reads at a constant offset; an instance of another type (one made
+/// outside this program, or declared by code added later) fails the check and exits.
+pub fn field_slots(program: &Program) -> HashMap<Arc<str>, Option<FieldSlot>> {
+    let mut slots: HashMap<Arc<str>, Option<FieldSlot>> = HashMap::new();
+    for (p, proto) in program.protos.iter().enumerate() {
+        for (i, desc) in proto.structs.iter().enumerate() {
+            let key = StructType::key_of(p as u32, i);
+            for (slot, name) in desc.fields.iter().enumerate() {
+                let here = (key != 0).then(|| FieldSlot {
+                    key,
+                    slot: slot as u32,
+                    annotation: desc
+                        .field_types
+                        .get(slot)
+                        .and_then(Option::as_ref)
+                        .and_then(write_check),
+                });
+                slots
+                    .entry(name.clone())
+                    .and_modify(|s| *s = None)
+                    .or_insert(here);
+            }
+        }
+    }
+    slots
 }
 
 /// Per pc: for a `Call` whose callee register was loaded, in the same block, from a

@@ -766,6 +766,7 @@ impl Jit {
                 math: [sin, cos, exp, log],
                 proto_sig,
             };
+            let fields = infer::field_slots(program);
             let mut callees = known_callees(program, id, an);
             let mut refs = HashMap::new();
             for k in callees.iter_mut().flatten() {
@@ -793,9 +794,12 @@ impl Jit {
                 array: self.array,
                 tables,
             };
-            let (b, c) =
-                translate::Translator::new(b, proto, an, helpers, layout, callees, variant)
-                    .translate();
+            let around = translate::Around {
+                callees,
+                fields: &fields,
+            };
+            let (b, c) = translate::Translator::new(b, proto, an, helpers, layout, around, variant)
+                .translate();
             b.finalize(module.target_config());
             c
         };

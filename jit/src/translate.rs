@@ -7,7 +7,9 @@
 //! memory at the target. Side exits are cold blocks that store every typed register and
 //! return the pc to resume at.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F64, I16, I32, I64, I8};
@@ -18,7 +20,7 @@ use kiln_vm::bytecode::opc;
 use kiln_vm::program::{Constant, Proto};
 
 use crate::abi::*;
-use crate::infer::{self, Analysis, Flow, Ty};
+use crate::infer::{self, Analysis, FieldSlot, Flow, Ty};
 
 /// Imported helpers the generated code calls.
 pub struct Helpers {
@@ -88,6 +90,11 @@ pub struct Translator<'a, 'f> {
     mirror: Vec<Option<(ir::Value, ir::Value)>>,
     /// Mirrors the current instruction made, valid once its writes are cleared.
     fresh: Vec<(usize, (ir::Value, ir::Value))>,
+    /// Where fields live when one struct declaration has them (`infer::field_slots`).
+    fields: &'a HashMap<Arc<str>, Option<FieldSlot>>,
+    /// Per register: the declaration key this code checked its instance has, and the
+    /// instance's field array (which never moves). Cleared like `mirror`.
+    objects: Vec<Option<(u64, ir::Value)>>,
 }
 
 /// The callee's proto id as a call's unwinding records it.
@@ -124,6 +131,14 @@ pub fn direct_signature(cc: isa::CallConv, params: &[Ty]) -> ir::Signature {
     sig.returns.push(ir::AbiParam::new(I64));
     sig.returns.push(ir::AbiParam::new(I64));
     sig
+}
+
+/// What the compiler knows about the program around the proto it translates.
+pub struct Around<'a> {
+    /// Per pc: the callee a `Call` was compiled for, if known.
+    pub callees: Vec<Option<Callee>>,
+    /// Where fields live when one declaration has them (`infer::field_slots`).
+    pub fields: &'a HashMap<Arc<str>, Option<FieldSlot>>,
 }
 
 /// A callee's direct variant, as a call site sees it.
@@ -239,9 +254,10 @@ impl<'a, 'f> Translator<'a, 'f> {
         an: &'a Analysis,
         h: Helpers,
         layout: Layout,
-        callees: Vec<Option<Callee>>,
+        around: Around<'a>,
         variant: &Variant,
     ) -> Self {
+        let Around { callees, fields } = around;
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -286,6 +302,8 @@ impl<'a, 'f> Translator<'a, 'f> {
             has_handlers: proto.code.iter().any(|i| i.op_byte() == opc::PushHandler),
             mirror: vec![None; n],
             fresh: Vec::new(),
+            fields,
+            objects: vec![None; n],
         };
         match variant {
             Variant::Generic => {
@@ -382,6 +400,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.b.switch_to_block(blk);
                 self.st = state.clone();
                 self.mirror.fill(None);
+                self.objects.fill(None);
                 self.done = false;
                 let steps = self.an.charge[pc];
                 if steps > 0 {
@@ -931,7 +950,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.array_set(obj, idx, c, pc);
             }
             opc::GetField => {
-                let slot = self.field_slot(b, c, false, pc);
+                let slot = self.field_slot(b, c, None, pc);
                 let regs = self.regs;
                 let (lo, hi) = self.copy_value(slot, 0, regs, off(a));
                 let tag = self.b.ins().ireduce(I8, lo);
@@ -939,7 +958,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.st[a] = Ty::Mem;
             }
             opc::SetField => {
-                let slot = self.field_slot(a, b, true, pc);
+                let slot = self.field_slot(a, b, Some(self.st[c]), pc);
                 match self.st[c] {
                     t if t.is_typed() => self.store_value(slot, 0, c, t),
                     _ => {
@@ -978,6 +997,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
         for w in infer::writes(ins, self.mirror.len()) {
             self.mirror[w] = None;
+            self.objects[w] = None;
         }
         for (r, m) in std::mem::take(&mut self.fresh) {
             self.mirror[r] = Some(m);
@@ -1125,7 +1145,12 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// three loads and a compare; a miss asks `field_cache_fill`, which refills the
     /// cache, and an unknown field (or, for a `write`, an annotated one) exits so the
     /// interpreter raises the error or checks the value.
-    fn field_slot(&mut self, r: usize, k: usize, write: bool, pc: usize) -> ir::Value {
+    fn field_slot(&mut self, r: usize, k: usize, write: Option<Ty>, pc: usize) -> ir::Value {
+        if let Some(f) = self.known_field(k, write) {
+            let fields = self.checked_fields(r, f.key, pc);
+            let at = f.slot as i64 * VALUE_SIZE as i64;
+            return self.b.ins().iadd_imm_s(fields, at);
+        }
         let obj = self.object(r, TAG_STRUCT, pc);
         let ty = self.b.ins().load(I64, mem(), obj, INSTANCE_TY);
         let key = self.b.ins().load(I64, mem(), ty, TYPE_KEY);
@@ -1143,7 +1168,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             .brif(hit, join, &[cached_slot.into()], miss, &[]);
         self.b.switch_to_block(miss);
         let (name, len) = self.name(k);
-        let w = self.b.ins().iconst(I32, write as i64);
+        let w = self.b.ins().iconst(I32, write.is_some() as i64);
         let call = self
             .b
             .ins()
@@ -1159,6 +1184,35 @@ impl<'a, 'f> Translator<'a, 'f> {
         let fields = self.b.ins().load(I64, mem(), obj, self.layout.fields_at);
         let bytes = self.b.ins().imul_imm_s(index, VALUE_SIZE as i64);
         self.b.ins().iadd(fields, bytes)
+    }
+
+    /// Where field `K[k]` lives if one declaration has it. A write (of a value of
+    /// the given type) its annotation might refuse is left to the cache path, whose
+    /// helper has the interpreter check it.
+    fn known_field(&self, k: usize, write: Option<Ty>) -> Option<FieldSlot> {
+        let Constant::Str(name) = &self.proto.consts[k] else {
+            return None;
+        };
+        let f = (*self.fields.get(&**name)?)?;
+        write.is_none_or(|t| f.takes(t)).then_some(f)
+    }
+
+    /// The field array of the instance in register `r`, checked (once until `r` is
+    /// written) to be of declaration `key`; otherwise a side exit at `pc`.
+    fn checked_fields(&mut self, r: usize, key: u64, pc: usize) -> ir::Value {
+        if let Some((k, fields)) = self.objects[r] {
+            if k == key {
+                return fields;
+            }
+        }
+        let obj = self.object(r, TAG_STRUCT, pc);
+        let ty = self.b.ins().load(I64, mem(), obj, INSTANCE_TY);
+        let got = self.b.ins().load(I64, mem(), ty, TYPE_KEY);
+        let ok = self.b.ins().icmp_imm_s(IntCC::Equal, got, key as i64);
+        self.guard(ok, pc);
+        let fields = self.b.ins().load(I64, mem(), obj, self.layout.fields_at);
+        self.objects[r] = Some((key, fields));
+        fields
     }
 
     /// Calls an access helper; a non-zero status is a side exit at `pc`.
