@@ -49,6 +49,8 @@ enum Pending {
     Exit {
         block: Block,
         state: Vec<Ty>,
+        /// Registers whose window slot is stale, with the words to store.
+        unstored: Vec<(usize, (ir::Value, ir::Value))>,
         pc: usize,
         flag: i64,
     },
@@ -90,6 +92,14 @@ pub struct Translator<'a, 'f> {
     mirror: Vec<Option<(ir::Value, ir::Value)>>,
     /// Mirrors the current instruction made, valid once its writes are cleared.
     fresh: Vec<(usize, (ir::Value, ir::Value))>,
+    /// Per register: the two words of a value this code put in the register without
+    /// storing them to its window slot, which is stale (`mirror` holds the value
+    /// too). They are stored before anything else could read the slot: a call, a side
+    /// exit, a jump to a block that reads the register, a helper given the slot.
+    /// Field and element reads, and moves of them, skip the store this way.
+    unstored: Vec<Option<(ir::Value, ir::Value)>>,
+    /// Unstored values the current instruction made, valid once its writes are cleared.
+    fresh_unstored: Vec<(usize, (ir::Value, ir::Value))>,
     /// Where fields live when one struct declaration has them (`infer::field_slots`).
     fields: &'a HashMap<Arc<str>, Option<FieldSlot>>,
     /// Per register: the declaration key this code checked its instance has, and the
@@ -302,6 +312,8 @@ impl<'a, 'f> Translator<'a, 'f> {
             has_handlers: proto.code.iter().any(|i| i.op_byte() == opc::PushHandler),
             mirror: vec![None; n],
             fresh: Vec::new(),
+            unstored: vec![None; n],
+            fresh_unstored: Vec::new(),
             fields,
             objects: vec![None; n],
         };
@@ -401,6 +413,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.st = state.clone();
                 self.mirror.fill(None);
                 self.objects.fill(None);
+                self.unstored.fill(None);
                 self.done = false;
                 let steps = self.an.charge[pc];
                 if steps > 0 {
@@ -494,6 +507,58 @@ impl<'a, 'f> Translator<'a, 'f> {
         (lo, hi)
     }
 
+    /// Register `r` holds the value whose words are `lo` and `hi`, not stored to its
+    /// window slot (see `unstored`).
+    fn def_unstored(&mut self, r: usize, lo: ir::Value, hi: ir::Value) {
+        let tag = self.b.ins().ireduce(I8, lo);
+        self.fresh.push((r, (tag, hi)));
+        self.fresh_unstored.push((r, (lo, hi)));
+        self.st[r] = Ty::Mem;
+    }
+
+    /// Copies memory register `r`'s whole value to `to + to_off`.
+    fn copy_reg(&mut self, r: usize, to: ir::Value, to_off: i32) {
+        match self.unstored[r] {
+            Some((lo, hi)) => {
+                self.b.ins().store(mem(), lo, to, to_off);
+                self.b.ins().store(mem(), hi, to, to_off + 8);
+            }
+            None => {
+                let regs = self.regs;
+                self.copy_value(regs, off(r), to, to_off);
+            }
+        }
+    }
+
+    /// Stores register `r`'s unstored value to its window slot, leaving it marked
+    /// unstored (this may be one arm of a branch; a second store is harmless).
+    fn write_back(&mut self, r: usize) {
+        if let Some((lo, hi)) = self.unstored[r] {
+            self.b.ins().store(mem(), lo, self.regs, off(r));
+            self.b.ins().store(mem(), hi, self.regs, off(r) + 8);
+        }
+    }
+
+    /// Stores every unstored register, on the straight path before a call (the
+    /// callee reads its arguments from the window, an exit inside it makes the
+    /// interpreter read this frame's, and the collector may run and must see them).
+    fn write_back_all(&mut self) {
+        for r in 0..self.unstored.len() {
+            self.write_back(r);
+            self.unstored[r] = None;
+        }
+    }
+
+    /// Before leaving the block for `targets`: stores the unstored registers they
+    /// may read.
+    fn write_back_for(&mut self, targets: &[usize]) {
+        for r in 0..self.unstored.len() {
+            if targets.iter().any(|&t| self.an.live[t][r]) {
+                self.write_back(r);
+            }
+        }
+    }
+
     /// Register `r` as type `want` (int or float). A memory register is first checked
     /// to have the type the analysis gave it and loaded; an int is converted if a float
     /// is wanted.
@@ -551,7 +616,8 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let tag = self.load_tag(r);
                 let is_nil = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_NIL);
                 let is_bool = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_BOOL);
-                let byte = self.b.ins().load(I8, mem(), self.regs, off(r) + PAYLOAD);
+                let word = self.load_word(r);
+                let byte = self.b.ins().ireduce(I8, word);
                 let is_false = self.b.ins().icmp_imm_s(IntCC::Equal, byte, 0);
                 let false_bool = self.b.ins().band(is_bool, is_false);
                 let falsy = self.b.ins().bor(is_nil, false_bool);
@@ -596,6 +662,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     }
 
     fn jump_to(&mut self, target: usize) {
+        self.write_back_for(&[target]);
         let blk = self.edge(target);
         self.b.ins().jump(blk, &[]);
         self.fill_pending();
@@ -603,6 +670,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     }
 
     fn branch(&mut self, cond: ir::Value, taken: usize, skip: usize) {
+        self.write_back_for(&[taken, skip]);
         let t = self.edge(taken);
         let s = self.edge(skip);
         self.b.ins().brif(cond, t, &[], s, &[]);
@@ -670,9 +738,13 @@ impl<'a, 'f> Translator<'a, 'f> {
     fn exit_block(&mut self, pc: usize, flag: i64) -> Block {
         let block = self.b.create_block();
         self.b.set_cold_block(block);
+        let unstored = (0..self.unstored.len())
+            .filter_map(|r| Some((r, self.unstored[r]?)))
+            .collect();
         self.pending.push(Pending::Exit {
             block,
             state: self.st.clone(),
+            unstored,
             pc,
             flag,
         });
@@ -706,6 +778,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 Pending::Exit {
                     block,
                     state,
+                    unstored,
                     pc,
                     flag,
                 } => {
@@ -713,6 +786,12 @@ impl<'a, 'f> Translator<'a, 'f> {
                     for (r, t) in state.iter().enumerate() {
                         if t.is_typed() && self.read_after_exit(pc, r) {
                             self.spill(r, *t);
+                        }
+                    }
+                    for (r, (lo, hi)) in unstored {
+                        if self.read_after_exit(pc, r) {
+                            self.b.ins().store(mem(), lo, self.regs, off(r));
+                            self.b.ins().store(mem(), hi, self.regs, off(r) + 8);
                         }
                     }
                     let pcv = self.b.ins().iconst(I64, pc as i64 | flag);
@@ -742,6 +821,10 @@ impl<'a, 'f> Translator<'a, 'f> {
         let op = ins.op_byte();
         match op {
             opc::Move => match self.st[b] {
+                Ty::Mem if self.unstored[b].is_some() => {
+                    let (lo, hi) = self.unstored[b].expect("checked");
+                    self.def_unstored(a, lo, hi);
+                }
                 t @ (Ty::Mem | Ty::Math | Ty::Len | Ty::Unset) => {
                     let regs = self.regs;
                     self.copy_value(regs, off(b), regs, off(a));
@@ -789,8 +872,8 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let disp = off(ins.bx());
                 match self.st[a] {
                     Ty::Mem | Ty::Math | Ty::Len | Ty::Unset => {
-                        let (mvars, regs) = (self.mvars, self.regs);
-                        self.copy_value(regs, off(a), mvars, disp);
+                        let mvars = self.mvars;
+                        self.copy_reg(a, mvars, disp);
                     }
                     t => {
                         let mvars = self.mvars;
@@ -940,9 +1023,8 @@ impl<'a, 'f> Translator<'a, 'f> {
             opc::GetIndex => {
                 let obj = self.object(b, TAG_ARRAY, pc);
                 let idx = self.num(c, Ty::Int, pc);
-                let (tag, word) = self.array_get(obj, idx, a, pc);
-                self.fresh.push((a, (tag, word)));
-                self.st[a] = Ty::Mem;
+                let (lo, hi) = self.array_get(obj, idx, a, pc);
+                self.def_unstored(a, lo, hi);
             }
             opc::SetIndex => {
                 let obj = self.object(a, TAG_ARRAY, pc);
@@ -951,20 +1033,15 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
             opc::GetField => {
                 let slot = self.field_slot(b, c, None, pc);
-                let regs = self.regs;
-                let (lo, hi) = self.copy_value(slot, 0, regs, off(a));
-                let tag = self.b.ins().ireduce(I8, lo);
-                self.fresh.push((a, (tag, hi)));
-                self.st[a] = Ty::Mem;
+                let lo = self.b.ins().load(I64, mem(), slot, 0);
+                let hi = self.b.ins().load(I64, mem(), slot, 8);
+                self.def_unstored(a, lo, hi);
             }
             opc::SetField => {
                 let slot = self.field_slot(a, b, Some(self.st[c]), pc);
                 match self.st[c] {
                     t if t.is_typed() => self.store_value(slot, 0, c, t),
-                    _ => {
-                        let regs = self.regs;
-                        self.copy_value(regs, off(c), slot, 0);
-                    }
+                    _ => self.copy_reg(c, slot, 0),
                 }
             }
             opc::CallMethod => self.math_call(ins, pc),
@@ -981,7 +1058,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 } else {
                     match self.st[a] {
                         Ty::Mem | Ty::Math | Ty::Len | Ty::Unset => {
-                            self.copy_value(regs, off(a), regs, -VALUE_SIZE);
+                            self.copy_reg(a, regs, -VALUE_SIZE);
                         }
                         t => self.store_value(regs, -VALUE_SIZE, a, t),
                     }
@@ -998,9 +1075,13 @@ impl<'a, 'f> Translator<'a, 'f> {
         for w in infer::writes(ins, self.mirror.len()) {
             self.mirror[w] = None;
             self.objects[w] = None;
+            self.unstored[w] = None;
         }
         for (r, m) in std::mem::take(&mut self.fresh) {
             self.mirror[r] = Some(m);
+        }
+        for (r, w) in std::mem::take(&mut self.fresh_unstored) {
+            self.unstored[r] = Some(w);
         }
     }
 
@@ -1069,7 +1150,8 @@ impl<'a, 'f> Translator<'a, 'f> {
     }
 
     /// `R[a] := obj[idx]`: inline for an index from the start, else through the
-    /// helper (an index out of range exits); returns the value's tag and payload word.
+    /// helper (an index out of range exits); returns the value's two words, which the
+    /// fast path leaves unstored.
     fn array_get(
         &mut self,
         obj: ir::Value,
@@ -1080,8 +1162,8 @@ impl<'a, 'f> Translator<'a, 'f> {
         let (addr, slow, join) = self.element(obj, idx);
         let lo = self.b.append_block_param(join, I64);
         let hi = self.b.append_block_param(join, I64);
-        let regs = self.regs;
-        let (l, h) = self.copy_value(addr, 0, regs, off(a));
+        let l = self.b.ins().load(I64, mem(), addr, 0);
+        let h = self.b.ins().load(I64, mem(), addr, 8);
         self.b.ins().jump(join, &[l.into(), h.into()]);
         self.b.switch_to_block(slow);
         let out = self.b.ins().iadd_imm_s(self.regs, off(a) as i64);
@@ -1090,7 +1172,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         let h = self.b.ins().load(I64, mem(), self.regs, off(a) + PAYLOAD);
         self.b.ins().jump(join, &[l.into(), h.into()]);
         self.b.switch_to_block(join);
-        (self.b.ins().ireduce(I8, lo), hi)
+        (lo, hi)
     }
 
     /// `obj[idx] := R[c]`, inline for an index from the start, else through the helper.
@@ -1099,10 +1181,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         let (addr, slow, join) = self.element(obj, idx);
         match self.st[c] {
             t if t.is_typed() => self.store_value(addr, 0, c, t),
-            _ => {
-                let regs = self.regs;
-                self.copy_value(regs, off(c), addr, 0);
-            }
+            _ => self.copy_reg(c, addr, 0),
         }
         self.b.ins().jump(join, &[]);
         self.b.switch_to_block(slow);
@@ -1121,12 +1200,13 @@ impl<'a, 'f> Translator<'a, 'f> {
     }
 
     /// The address of register `r`'s window slot, after storing it there if it is
-    /// held unboxed (it stays unboxed too).
+    /// held unboxed (it stays unboxed too) or not stored yet.
     fn in_window(&mut self, r: usize) -> ir::Value {
         let t = self.st[r];
         if t.is_typed() {
             self.spill(r, t);
         }
+        self.write_back(r);
         self.b.ins().iadd_imm_s(self.regs, off(r) as i64)
     }
 
@@ -1479,6 +1559,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// the way out (see `abi`). Anything else exits before the call and the interpreter
     /// makes it.
     fn call(&mut self, a: usize, nargs: usize, pc: usize) {
+        self.write_back_all();
         let known = self.callees[pc]
             .clone()
             .filter(|k| k.nparams as usize == nargs);
@@ -1581,6 +1662,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// A call of the known callee `k` through its direct variant: typed arguments in
     /// machine registers, the value returned in registers (and mirrored into `R[a]`).
     fn call_direct(&mut self, a: usize, pc: usize, k: Callee) {
+        self.write_back_all();
         let d = k.direct.clone().expect("fits_direct checked it");
         let mut args = Vec::new();
         for (i, &p) in d.params.iter().enumerate() {
