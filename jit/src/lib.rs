@@ -32,7 +32,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use crossbeam_channel::{Receiver, Sender};
 use kiln_vm::program::{Program, ProtoId};
-use kiln_vm::tier::{CompiledCode, Materialize, Tier, TierExit};
+use kiln_vm::tier::{CompiledCode, JitMode, Materialize, Tier, TierExit};
 use kiln_vm::value::Value;
 use kiln_vm::vm::Vm;
 use parking_lot::Mutex;
@@ -118,8 +118,10 @@ struct Request {
 /// What the compile thread is asked to do.
 enum Msg {
     Compile(Request),
-    /// Compile `proto` again with the feedback gathered since its last compile.
-    Recompile(Arc<Program>, ProtoId),
+    /// Compile `proto` again with the feedback gathered since its last compile; in
+    /// eager mode the asker waits (until the sender is dropped) for it and its
+    /// direct callers, so that a run does the same work whatever the timing.
+    Recompile(Arc<Program>, ProtoId, Option<Sender<()>>),
     /// Compile `proto` again because a callee's direct variant changed (see
     /// `Jit::direct_callers`).
     Refresh(Arc<Program>, ProtoId),
@@ -227,10 +229,10 @@ fn compile_loop(
                 }
                 drop(req.done);
             }
-            Msg::Recompile(program, proto) => {
+            Msg::Recompile(program, proto, done) => {
                 let params = jit.params_of(proto);
                 jit.compile(&program, proto, &params);
-                jit.refresh_callers(&program, proto);
+                jit.refresh_callers(&program, proto, done.is_some());
             }
             Msg::Refresh(program, proto) => {
                 let params = jit.params_of(proto);
@@ -724,13 +726,25 @@ impl Jit {
     }
 
     /// `id` was recompiled: the protos calling its direct variant are compiled again to
-    /// call the new one.
-    fn refresh_callers(&self, program: &Arc<Program>, id: ProtoId) {
-        for &caller in self.direct_callers.get(&id.0).into_iter().flatten() {
-            let _ = self
-                .tables
-                .requests
-                .send(Msg::Refresh(program.clone(), ProtoId(caller)));
+    /// call the new one, now if `now`, else queued behind other work.
+    fn refresh_callers(&mut self, program: &Arc<Program>, id: ProtoId, now: bool) {
+        let callers: Vec<u32> = self
+            .direct_callers
+            .get(&id.0)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        for caller in callers.into_iter().map(ProtoId) {
+            if now {
+                let params = self.params_of(caller);
+                self.compile(program, caller, &params);
+            } else {
+                let _ = self
+                    .tables
+                    .requests
+                    .send(Msg::Refresh(program.clone(), caller));
+            }
         }
     }
 
@@ -894,6 +908,7 @@ impl CompiledCode for JitCode {
     }
 
     fn run(&self, vm: &mut Vm, pc: u32) -> TierExit {
+        let wait = vm.settings.tier.mode == JitMode::Eager;
         let st = vm.tier_state();
         let (closure, module) = match (st.closure, st.module) {
             (Value::Func(c), Value::Module(m)) => (c.addr() as u64, m.addr() as u64),
@@ -965,7 +980,7 @@ impl CompiledCode for JitCode {
                 .last()
                 .map_or((self.index as u32, base), |s| (s.proto as u32, base_of(s)));
             let exit = Exit::decode(ctx.exit_pc, |r| st.stack[inner_base + r].tag());
-            self.note_exit(st.program, proto, exit_pc, exit, steps);
+            self.note_exit(st.program, proto, exit_pc, exit, steps, wait);
             let resume = |i: usize| shadow.get(i).map_or(exit_pc, |s| s.resume_pc as u32);
             let frames = shadow
                 .iter()
@@ -1020,7 +1035,15 @@ impl JitCode {
     /// compiled code. A failed type guard that saw a new type is feedback: the proto is
     /// recompiled with it (a few times at most). Other exits count toward leaving the
     /// proto to the interpreter, unless the entry did enough work to pay for itself.
-    fn note_exit(&self, program: &Arc<Program>, index: u32, pc: u32, exit: Exit, steps: u64) {
+    fn note_exit(
+        &self,
+        program: &Arc<Program>,
+        index: u32,
+        pc: u32,
+        exit: Exit,
+        steps: u64,
+        wait: bool,
+    ) {
         if matches!(exit, Exit::Fuel) {
             return;
         }
@@ -1044,7 +1067,7 @@ impl JitCode {
                     f.recompiling = true;
                     f.recompiles += 1;
                     drop(fb);
-                    return self.recompile(program, index);
+                    return self.recompile(program, index, wait);
                 }
                 return;
             }
@@ -1090,10 +1113,11 @@ impl JitCode {
     /// Asks for a recompile. The program comes from the running machine rather than
     /// from this code: code the program owns must not keep a (weak) reference to it,
     /// or an embedder could never add modules to it again.
-    fn recompile(&self, program: &Arc<Program>, index: u32) {
-        let _ = self
-            .tables
-            .requests
-            .send(Msg::Recompile(program.clone(), ProtoId(index)));
+    fn recompile(&self, program: &Arc<Program>, index: u32, wait: bool) {
+        let (done, finished) = crossbeam_channel::bounded(1);
+        let msg = Msg::Recompile(program.clone(), ProtoId(index), wait.then_some(done));
+        if self.tables.requests.send(msg).is_ok() && wait {
+            let _ = finished.recv();
+        }
     }
 }

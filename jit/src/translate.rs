@@ -1117,15 +1117,25 @@ impl<'a, 'f> Translator<'a, 'f> {
     fn iter_next(&mut self, a: usize, pc: usize, flow: Flow) {
         let obj = self.object(a, TAG_ARRAY, pc);
         let cursor = self.num(a + 1, Ty::Int, pc);
-        let out = self.b.ins().iadd_imm_s(self.regs, off(a + 2) as i64);
-        let call = self.b.ins().call(self.h.array_get, &[obj, cursor, out]);
-        let status = self.b.inst_results(call)[0];
-        let exhausted = self.b.ins().icmp_imm_s(IntCC::NotEqual, status, 0);
+        // Past the end, the "element" read is `R[a+2]`'s own slot, so the store below
+        // leaves it as it was: no branch before the loop's own.
+        self.write_back(a + 2);
+        let len = self.b.ins().load(I64, mem(), obj, self.layout.array.len);
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, cursor, len);
+        let data = self.b.ins().load(I64, mem(), obj, self.layout.array.ptr);
+        let bytes = self.b.ins().imul_imm_s(cursor, VALUE_SIZE as i64);
+        let element = self.b.ins().iadd(data, bytes);
+        let own = self.b.ins().iadd_imm_s(self.regs, off(a + 2) as i64);
+        let from = self.b.ins().select(inside, element, own);
+        let lo = self.b.ins().load(I64, mem(), from, 0);
+        let hi = self.b.ins().load(I64, mem(), from, 8);
+        self.b.ins().store(mem(), lo, self.regs, off(a + 2));
+        self.b.ins().store(mem(), hi, self.regs, off(a + 2) + 8);
         let moved = self.b.ins().iadd_imm_s(cursor, 1);
-        let next = self.b.ins().select(exhausted, cursor, moved);
+        let next = self.b.ins().select(inside, moved, cursor);
         self.def(a + 1, Ty::Int, next);
         self.st[a + 2] = Ty::Mem;
-        self.branch_flow(exhausted, flow);
+        self.branch_flow_when(inside, false, flow);
     }
 
     /// Branches on whether `idx` is in range of array `obj` counting from the start,
