@@ -781,6 +781,7 @@ impl Jit {
                 proto_sig,
             };
             let fields = infer::field_slots(program);
+            let functions = functions_of(program, id);
             let mut callees = known_callees(program, id, an);
             let mut refs = HashMap::new();
             for k in callees.iter_mut().flatten() {
@@ -811,6 +812,7 @@ impl Jit {
             let around = translate::Around {
                 callees,
                 fields: &fields,
+                functions: &functions,
             };
             let (b, c) = translate::Translator::new(b, proto, an, helpers, layout, around, variant)
                 .translate();
@@ -837,16 +839,20 @@ impl Jit {
 }
 
 /// What each call site of `proto` can know about its callee before running.
+/// The constant function slots of `id`'s module (see `infer::module_functions`).
+fn functions_of(program: &Program, id: ProtoId) -> Vec<(u16, u32)> {
+    let module = program.module(program.proto(id).module);
+    infer::module_functions(program.proto(module.main), &module.consts)
+}
+
 fn known_callees(
     program: &Program,
     id: ProtoId,
     an: &infer::Analysis,
 ) -> Vec<Option<translate::Callee>> {
     let proto = program.proto(id);
-    let module = program.module(proto.module);
-    let fns = infer::module_functions(program.proto(module.main), &module.consts);
     let this = id.0;
-    infer::known_callees(proto, &an.leaders, &fns)
+    infer::known_callees(proto, &an.leaders, &functions_of(program, id))
         .into_iter()
         .map(|id| {
             let p = program.proto(ProtoId(id?));

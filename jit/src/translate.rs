@@ -100,11 +100,24 @@ pub struct Translator<'a, 'f> {
     unstored: Vec<Option<(ir::Value, ir::Value)>>,
     /// Unstored values the current instruction made, valid once its writes are cleared.
     fresh_unstored: Vec<(usize, (ir::Value, ir::Value))>,
+    /// `function_of` entries the current instruction made.
+    fresh_functions: Vec<(usize, u16)>,
     /// Where fields live when one struct declaration has them (`infer::field_slots`).
     fields: &'a HashMap<Arc<str>, Option<FieldSlot>>,
     /// Per register: the declaration key this code checked its instance has, and the
     /// instance's field array (which never moves). Cleared like `mirror`.
     objects: Vec<Option<(u64, ir::Value)>>,
+    /// The module's constant function slots, with the proto each is bound to.
+    functions: HashMap<u16, u32>,
+    /// Constant function slots checked to hold their proto's closure: for the whole
+    /// code (`Some(ok)`, checked at entry, for protos with loops) or since the block's
+    /// start (`None`). A constant slot changes only between runs (a REPL
+    /// redefinition), never while code runs.
+    checked_functions: HashMap<u16, Option<ir::Value>>,
+    /// Per register: the constant function slot it was read from, unstored (a call
+    /// through it leaves the window slot stale; unwinding copies the module slot).
+    /// Cleared like `mirror`.
+    function_of: Vec<Option<u16>>,
 }
 
 /// The callee's proto id as a call's unwinding records it.
@@ -149,6 +162,9 @@ pub struct Around<'a> {
     pub callees: Vec<Option<Callee>>,
     /// Where fields live when one declaration has them (`infer::field_slots`).
     pub fields: &'a HashMap<Arc<str>, Option<FieldSlot>>,
+    /// The module's constant function slots and the proto each is bound to
+    /// (`infer::module_functions`).
+    pub functions: &'a [(u16, u32)],
 }
 
 /// A callee's direct variant, as a call site sees it.
@@ -267,7 +283,11 @@ impl<'a, 'f> Translator<'a, 'f> {
         around: Around<'a>,
         variant: &Variant,
     ) -> Self {
-        let Around { callees, fields } = around;
+        let Around {
+            callees,
+            fields,
+            functions,
+        } = around;
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -314,9 +334,16 @@ impl<'a, 'f> Translator<'a, 'f> {
             fresh: Vec::new(),
             unstored: vec![None; n],
             fresh_unstored: Vec::new(),
+            fresh_functions: Vec::new(),
             fields,
             objects: vec![None; n],
+            functions: functions.iter().copied().collect(),
+            checked_functions: HashMap::new(),
+            function_of: vec![None; n],
         };
+        if !direct && !t.an.headers.is_empty() {
+            t.check_functions_at_entry();
+        }
         match variant {
             Variant::Generic => {
                 let entry_pc = t.b.ins().ireduce(I32, p[5]);
@@ -414,6 +441,8 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.mirror.fill(None);
                 self.objects.fill(None);
                 self.unstored.fill(None);
+                self.function_of.fill(None);
+                self.checked_functions.retain(|_, ok| ok.is_some());
                 self.done = false;
                 let steps = self.an.charge[pc];
                 if steps > 0 {
@@ -539,14 +568,25 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
     }
 
-    /// Stores every unstored register, on the straight path before a call (the
-    /// callee reads its arguments from the window, an exit inside it makes the
-    /// interpreter read this frame's, and the collector may run and must see them).
-    fn write_back_all(&mut self) {
+    /// Before a call through `R[a]`: stores every unstored register (the callee reads
+    /// its arguments from the window, an exit inside it makes the interpreter read
+    /// this frame's, and the collector may run and must see them), except a callee
+    /// read from a constant function slot, which only the exits before the call read
+    /// from the window (unwinding copies the module slot): see `called`.
+    fn write_back_for_call(&mut self, a: usize) {
         for r in 0..self.unstored.len() {
+            if r == a && self.function_of[a].is_some() {
+                continue;
+            }
             self.write_back(r);
             self.unstored[r] = None;
         }
+    }
+
+    /// After the call instruction through `R[a]`: the callee's words are no longer
+    /// this frame's to store (`R[a]` receives the result).
+    fn called(&mut self, a: usize) {
+        self.unstored[a] = None;
     }
 
     /// Before leaving the block for `targets`: stores the unstored registers they
@@ -857,6 +897,9 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let v = self.b.ins().iconst(I64, (op == opc::LoadTrue) as i64);
                 self.def(a, Ty::Bool, v);
             }
+            opc::GetModule if self.functions.contains_key(&(ins.bx() as u16)) => {
+                self.get_function(a, ins.bx() as u16, pc);
+            }
             opc::GetModule => {
                 let disp = off(ins.bx());
                 let tag = self.b.ins().load(I8, mem(), self.mvars, disp);
@@ -1076,12 +1119,16 @@ impl<'a, 'f> Translator<'a, 'f> {
             self.mirror[w] = None;
             self.objects[w] = None;
             self.unstored[w] = None;
+            self.function_of[w] = None;
         }
         for (r, m) in std::mem::take(&mut self.fresh) {
             self.mirror[r] = Some(m);
         }
         for (r, w) in std::mem::take(&mut self.fresh_unstored) {
             self.unstored[r] = Some(w);
+        }
+        for (r, slot) in std::mem::take(&mut self.fresh_functions) {
+            self.function_of[r] = Some(slot);
         }
     }
 
@@ -1569,7 +1616,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// the way out (see `abi`). Anything else exits before the call and the interpreter
     /// makes it.
     fn call(&mut self, a: usize, nargs: usize, pc: usize) {
-        self.write_back_all();
+        self.write_back_for_call(a);
         let known = self.callees[pc]
             .clone()
             .filter(|k| k.nparams as usize == nargs);
@@ -1606,6 +1653,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             &[self.ctx, callee_regs, callee, module, mvars, depth_less],
         );
         let status = self.b.inst_results(status)[0];
+        self.called(a);
         let proto = match known {
             Some(k) => CalleeProto::Known(k.proto),
             None => CalleeProto::Loaded(proto),
@@ -1672,7 +1720,6 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// A call of the known callee `k` through its direct variant: typed arguments in
     /// machine registers, the value returned in registers (and mirrored into `R[a]`).
     fn call_direct(&mut self, a: usize, pc: usize, k: Callee) {
-        self.write_back_all();
         let d = k.direct.clone().expect("fits_direct checked it");
         let mut args = Vec::new();
         for (i, &p) in d.params.iter().enumerate() {
@@ -1698,6 +1745,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         let mut all = vec![self.ctx, callee_regs, self.module, self.mvars, self.depth];
         all.extend(args);
         let call = self.b.ins().call(d.func, &all);
+        self.called(a);
         let (word, payload) = (self.b.inst_results(call)[0], self.b.inst_results(call)[1]);
         let status = self.b.ins().band_imm_s(word, 0xFF);
         self.after_call(status, &before, a, pc, CalleeProto::Known(k.proto));
@@ -1736,6 +1784,69 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.st[a] = t;
     }
 
+    /// Checks, once for the whole code, that each constant function slot this proto
+    /// reads holds its proto's closure (loops would otherwise check at every
+    /// iteration). A slot read before it is bound fails here, and its read exits.
+    fn check_functions_at_entry(&mut self) {
+        let mut slots: Vec<u16> = self
+            .proto
+            .code
+            .iter()
+            .filter(|i| i.op_byte() == opc::GetModule)
+            .map(|i| i.bx() as u16)
+            .filter(|s| self.functions.contains_key(s))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        for slot in slots {
+            let ok = self.holds_function(slot);
+            self.checked_functions.insert(slot, Some(ok));
+        }
+    }
+
+    /// Whether constant slot `slot` holds the closure of the proto it is bound to.
+    fn holds_function(&mut self, slot: u16) -> ir::Value {
+        let want = self.functions[&slot] as i64;
+        let tag = self.b.ins().load(I8, mem(), self.mvars, off(slot as usize));
+        let is_fn = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_FUNC);
+        let (check, join) = (self.b.create_block(), self.b.create_block());
+        let ok = self.b.append_block_param(join, I8);
+        self.b.ins().brif(is_fn, check, &[], join, &[is_fn.into()]);
+        self.b.switch_to_block(check);
+        let closure = self
+            .b
+            .ins()
+            .load(I64, mem(), self.mvars, off(slot as usize) + PAYLOAD);
+        let proto = self.b.ins().load(I32, mem(), closure, CLOSURE_PROTO);
+        let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, want);
+        self.b.ins().jump(join, &[right.into()]);
+        self.b.switch_to_block(join);
+        ok
+    }
+
+    /// `R[a] := M[slot]` for a constant function slot: the closure is checked once (see
+    /// `checked_functions`) and left unstored, and a call through `R[a]` needs no
+    /// further check of its callee.
+    fn get_function(&mut self, a: usize, slot: u16, pc: usize) {
+        match self.checked_functions.get(&slot) {
+            Some(Some(ok)) => {
+                let ok = *ok;
+                self.guard_expected(ok, pc);
+            }
+            Some(None) => {}
+            None => {
+                let ok = self.holds_function(slot);
+                self.guard_expected(ok, pc);
+                self.checked_functions.insert(slot, None);
+            }
+        }
+        let disp = off(slot as usize);
+        let lo = self.b.ins().load(I64, mem(), self.mvars, disp);
+        let hi = self.b.ins().load(I64, mem(), self.mvars, disp + 8);
+        self.def_unstored(a, lo, hi);
+        self.fresh_functions.push((a, slot));
+    }
+
     /// The proto of the function in `R[a]` (the interpreter makes calls of anything
     /// else).
     fn callee_proto(&mut self, a: usize, pc: usize) -> ir::Value {
@@ -1757,9 +1868,15 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// The proto and code pointer of the callee in `R[a]`, checked to be `k`'s and to
     /// be compiled; otherwise the interpreter makes the call.
     fn known_proto(&mut self, a: usize, k: &Callee, pc: usize) -> (ir::Value, ir::Value) {
-        let proto = self.callee_proto(a, pc);
-        let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, k.proto as i64);
-        self.guard_expected(right, pc);
+        let checked = self.function_of[a].is_some_and(|s| self.functions[&s] == k.proto);
+        let proto = if checked {
+            self.b.ins().iconst(I64, k.proto as i64)
+        } else {
+            let proto = self.callee_proto(a, pc);
+            let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, k.proto as i64);
+            self.guard_expected(right, pc);
+            proto
+        };
         let at = self.layout.tables.code + k.proto as i64 * 8;
         let addr = self.b.ins().iconst(I64, at);
         let code = self.b.ins().load(I64, mem(), addr, 0);
@@ -1853,8 +1970,11 @@ impl<'a, 'f> Translator<'a, 'f> {
         let resume = self.b.ins().iconst(I64, pc as i64 + 1);
         self.b.ins().store(mem(), resume, entry, SHADOW_RESUME);
         self.b.ins().store(mem(), callee_regs, entry, SHADOW_REGS);
-        let regs = self.regs;
-        self.copy_value(regs, off(a), entry, SHADOW_CLOSURE);
+        let (from, disp) = match self.function_of[a] {
+            Some(slot) => (self.mvars, off(slot as usize)),
+            None => (self.regs, off(a)),
+        };
+        self.copy_value(from, disp, entry, SHADOW_CLOSURE);
         self.b.ins().store(mem(), proto, entry, SHADOW_PROTO);
         let len_more = self.b.ins().iadd_imm_s(len, 1);
         self.b
