@@ -371,8 +371,9 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
         opc::Eq | opc::Ne | opc::Lt | opc::Le | opc::Gt | opc::Ge => {
             // Int/float comparisons are exact in the interpreter; compiled code only
             // compares numbers of one type.
-            let Some((x, y)) =
-                guess_numbers(st[b], st[c], hint(b), hint(c), dflt).filter(|(x, y)| x == y)
+            // (When the result overwrites both operands, nothing records their type.)
+            let Some((x, y)) = guess_numbers(st[b], st[c], hint(b), hint(c), dflt)
+                .filter(|(x, y)| x == y && (a != b || a != c))
             else {
                 return Flow::Exit;
             };
@@ -696,10 +697,12 @@ pub fn analyse(proto: &Proto, facts: &Facts, params: &[Ty]) -> Analysis {
     let headers: Vec<usize> = (0..n).filter(|&pc| charge[pc] > 0).collect();
     fixpoint(proto, facts, &mut types, &mut flows, vec![0]);
     // A loop the function start does not reach (an earlier instruction exits) can
-    // still be entered from the interpreter: analyse it from "nothing known".
+    // still be entered from the interpreter: analyse it from "nothing known". Its
+    // registers hold whatever the interpreter left there: values in the window,
+    // not "unwritten" (`Unset` would let a join with a typed path keep that type).
     for &h in &headers {
         if types[h].is_none() {
-            types[h] = Some(vec![Ty::Unset; regs]);
+            types[h] = Some(vec![Ty::Mem; regs]);
             fixpoint(proto, facts, &mut types, &mut flows, vec![h]);
         }
     }

@@ -993,7 +993,10 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.def(a, Ty::Bool, v);
             }
             opc::Eq | opc::Ne | opc::Lt | opc::Le | opc::Gt | opc::Ge => {
-                let cond = self.compare(op, b, c, after[b], pc);
+                // The result may overwrite an operand register: the operands' type is
+                // then the other one's (`infer::transfer` gives both the same).
+                let t = if b != a { after[b] } else { after[c] };
+                let cond = self.compare(op, b, c, t, pc);
                 let v = self.b.ins().uextend(I64, cond);
                 self.def(a, Ty::Bool, v);
             }
@@ -1493,8 +1496,8 @@ impl<'a, 'f> Translator<'a, 'f> {
 
     /// A numeric comparison of registers `x` and `y`, both of type `t` after guards.
     fn compare(&mut self, rel: u8, x: usize, y: usize, t: Ty, pc: usize) -> ir::Value {
-        let a = self.num(x, t, pc);
-        let b = self.num(y, t, pc);
+        let a = self.num_as(x, t, t, pc);
+        let b = self.num_as(y, t, t, pc);
         if t == Ty::Float {
             let cc = match rel {
                 opc::Eq => FloatCC::Equal,
