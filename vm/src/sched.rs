@@ -4,8 +4,15 @@
 //! (stealable) plus a one-task LIFO slot (not stealable) for the task it just woke, so a
 //! ping-pong pair of tasks stays on one worker without a thread switch. A worker looks
 //! for work in its slot, its deque, the injector (first, every [`INJECTOR_EVERY`] ticks,
-//! so injected tasks are never starved), then its peers' deques. A worker with nothing to
-//! do parks on a condition variable (with a timeout to the next timer), never spinning.
+//! so injected tasks are never starved), then its peers' deques (half of one at a time).
+//!
+//! A worker that finds nothing *searches* for up to [`SEARCH_FOR`] (looking again and
+//! yielding its CPU in between) before it parks on a condition variable (with a timeout
+//! to the next timer). A task that spawns or wakes tasks one after another (a loop of
+//! `spawn`s) then feeds a worker that is still awake instead of paying a thread wake-up
+//! per task, which costs more than a short task itself. A push wakes a parked worker
+//! only when none is searching (the searcher will take the work); a searcher that finds
+//! work wakes a parked peer if more is queued, so a burst still reaches every worker.
 //!
 //! Deadlock: the scheduler counts *active* tasks (runnable or running). Only an active
 //! task or a timer can wake a waiting task, so when no task is active, no timer is
@@ -43,6 +50,11 @@ const INJECTOR_EVERY: u32 = 61;
 /// Consecutive runs from a worker's LIFO slot before it looks at its deque again, so a
 /// ping-pong pair cannot starve the tasks queued behind it.
 const LIFO_RUNS: u32 = 32;
+
+/// How long a worker with nothing to do keeps looking before it parks: longer than the
+/// gap between two `spawn`s of a spawning loop, far shorter than a thread wake-up
+/// costs in lost work when the machine is busy.
+const SEARCH_FOR: Duration = Duration::from_micros(50);
 
 /// How long the end of the program waits for cancelled tasks to finish.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
@@ -114,8 +126,10 @@ thread_local! {
 pub struct Shared {
     injector: Injector<Arc<Task>>,
     stealers: OnceLock<Vec<Stealer<Arc<Task>>>>,
-    /// Workers parked or about to park; a push wakes one if any.
+    /// Workers parked or about to park; a push wakes one if any and none searches.
     sleepers: AtomicUsize,
+    /// Workers looking for work before they park (see the module docs).
+    searching: AtomicUsize,
     idle_lock: Mutex<()>,
     idle_cond: Condvar,
     timers: Mutex<BinaryHeap<Timer>>,
@@ -173,10 +187,13 @@ impl Shared {
         self.notify_one();
     }
 
-    /// Wakes a parked worker, if any, to look for the work just queued.
+    /// Wakes a parked worker, if any, to look for the work just queued, unless a
+    /// searching worker will find it. (A searcher stops searching before it registers
+    /// as a sleeper and looks at the queues once more, so the work is never missed.)
     fn notify_one(&self) {
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
+        if self.searching.load(Ordering::SeqCst) == 0 && self.sleepers.load(Ordering::SeqCst) > 0
+        {
             let _g = self.idle_lock.lock();
             self.idle_cond.notify_one();
         }
@@ -295,9 +312,34 @@ impl Shared {
             if let Some(t) = local.deque.pop().or_else(|| local.slot.take()) {
                 return Some(t);
             }
-            steal(|| self.injector.steal_batch_and_pop(&local.deque))
-                .or_else(|| self.stealers().iter().find_map(|s| steal(|| s.steal())))
+            steal(|| self.injector.steal_batch_and_pop(&local.deque)).or_else(|| {
+                self.stealers()
+                    .iter()
+                    .find_map(|s| steal(|| s.steal_batch_and_pop(&local.deque)))
+            })
         })
+    }
+
+    /// Looks for work for up to [`SEARCH_FOR`] before the worker parks. A searcher that
+    /// finds work wakes a parked peer if more is queued, since pushes did not while it
+    /// searched.
+    fn search(&self, tick: u32, lifo_runs: &mut u32) -> Option<Arc<Task>> {
+        self.searching.fetch_add(1, Ordering::SeqCst);
+        let until = Instant::now() + SEARCH_FOR;
+        let found = loop {
+            std::thread::yield_now();
+            if let Some(t) = self.find_task(tick, lifo_runs) {
+                break Some(t);
+            }
+            if self.shutdown.load(Ordering::Acquire) || Instant::now() >= until {
+                break None;
+            }
+        };
+        self.searching.fetch_sub(1, Ordering::SeqCst);
+        if found.is_some() && self.queued_work() {
+            self.notify_one();
+        }
+        found
     }
 
     /// Parks the worker until work arrives or the next timer is due; declares a
@@ -484,7 +526,10 @@ impl Shared {
         let (mut tick, mut lifo_runs) = (0u32, 0u32);
         while !self.shutdown.load(Ordering::Acquire) {
             self.fire_timers();
-            match self.find_task(tick, &mut lifo_runs) {
+            let found = self
+                .find_task(tick, &mut lifo_runs)
+                .or_else(|| self.search(tick, &mut lifo_runs));
+            match found {
                 Some(t) => self.run(t),
                 None => self.park(),
             }
@@ -588,6 +633,7 @@ impl Shared {
             injector: Injector::new(),
             stealers: OnceLock::new(),
             sleepers: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
             idle_cond: Condvar::new(),
             timers: Mutex::new(BinaryHeap::new()),
