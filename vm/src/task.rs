@@ -405,10 +405,9 @@ impl Vm {
                 let Value::Array(a) = import(self, &call)? else {
                     return Err(fault!("internal error: a spawned call is not an array"));
                 };
-                let items = a.get(&self.heap).items.clone();
                 self.stack.clear();
-                self.stack.extend_from_slice(&items);
-                let nargs = items.len() - 1;
+                self.stack.extend_from_slice(&a.get(&self.heap).items);
+                let nargs = self.stack.len() - 1;
                 if self.call_value(0, nargs, 0)? {
                     self.execute(0)
                 } else {
