@@ -118,6 +118,9 @@ fn env_flag(name: &str) -> bool {
 }
 
 fn main() -> ExitCode {
+    // Before any worker thread exists: tasks move between workers, and one arena keeps a
+    // long-running service's memory flat (see `kiln_gc::share_one_malloc_arena`).
+    kiln_gc::share_one_malloc_arena();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

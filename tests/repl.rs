@@ -41,3 +41,42 @@ fn inputs_after_compiled_code_extend_the_program_in_every_mode() {
         assert!(out.contains("46"), "{mode}: {out}");
     }
 }
+
+/// Tasks work at the prompt: a task spawned at one input is joined at a later one, a
+/// producer still waiting on a full channel when its input ends goes on when a later
+/// input receives (after that input grew the program), `sleep` and `select` wait, and an
+/// input that would wait for ever reports the deadlock and leaves the session usable.
+#[test]
+fn tasks_channels_and_timers_work_across_inputs() {
+    let input = "fn square(x) { return x * x }\n\
+                 let t = spawn square(7)\n\
+                 t.join()\n\
+                 fn produce(ch) { for i in 0..5 { ch.send(i) } ch.close() }\n\
+                 let ch = channel(1)\n\
+                 spawn produce(ch)\n\
+                 fn total(ch) { let s = 0; for v in ch { s += v }; return s }\n\
+                 total(ch)\n\
+                 sleep(5)\n\
+                 select([channel()], 5)\n\
+                 let quiet = channel()\n\
+                 quiet.recv()\n\
+                 fn later(c) { c.send(\"late\") }\n\
+                 spawn later(quiet)\n\
+                 quiet.recv()\n";
+    for mode in ["off", "eager"] {
+        let (out, err, ok) = repl(mode, input);
+        assert!(ok, "{mode}: {err}");
+        assert!(!err.contains("panicked"), "{mode}: {err}");
+        let values: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(
+            values,
+            ["49", "<task 3>", "10", "<task 4>", "\"late\""],
+            "{mode}: {out}\n{err}"
+        );
+        assert!(
+            err.contains("deadlock: all tasks are blocked"),
+            "{mode}: {err}"
+        );
+        assert_eq!(err.matches("error").count(), 1, "{mode}: {err}");
+    }
+}

@@ -210,3 +210,24 @@ fn deadlock_is_reported_with_every_blocked_task() {
         "{places:?}"
     );
 }
+
+/// A `select` served by its channel leaves a timer behind that can wake nobody: the
+/// deadlock after it must be reported at once, not when that timer would have expired.
+#[test]
+fn served_select_timers_do_not_delay_the_deadlock_report() {
+    let start = Instant::now();
+    let (result, out, _) = run(concat!(
+        "fn later(c) { yield()\n c.send(1) }\n",
+        "let c = channel()\nspawn later(c)\n",
+        "print(select([c], 60000))\n",
+        "c.recv()\n",
+    ));
+    assert_eq!(out, "[0, 1]\n");
+    let err = result.expect_err("a deadlock");
+    assert_eq!(err.message(), "deadlock: all tasks are blocked");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "the report waited for the served select's 60 s timer: {:?}",
+        start.elapsed()
+    );
+}

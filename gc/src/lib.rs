@@ -88,7 +88,8 @@
 //! - `trace`: setting mark bits and tracing queued objects;
 //! - `heap`: writing new objects into cells, sweeping, dropping everything on `Drop`, and
 //!   `Send` for `Heap`;
-//! - `verify`: reading headers of cells it has first located in the heap's own blocks.
+//! - `verify`: reading headers of cells it has first located in the heap's own blocks;
+//! - `malloc`: the one call that tunes the C allocator.
 
 #![deny(missing_docs)]
 
@@ -96,6 +97,7 @@ mod block;
 mod cell;
 mod handle;
 mod heap;
+mod malloc;
 mod trace;
 mod verify;
 
@@ -108,4 +110,5 @@ pub use handle::{Gc, GcAny};
 /// objects in place needs this; everything else goes through [`Gc::get`].
 pub const PAYLOAD_OFFSET: usize = cell::HEADER_SIZE;
 pub use heap::{Heap, HeapConfig, HeapStats, Refused};
+pub use malloc::share_one_malloc_arena;
 pub use trace::{Liveness, Trace, Tracer};

@@ -155,12 +155,45 @@ struct Exporter<'h> {
     heap: &'h Heap,
     program: &'h Program,
     /// Object address → node number: what makes sharing and cycles survive.
-    memo: FastMap<usize, u32>,
+    memo: Memo,
     nodes: Vec<Node>,
     /// Objects numbered but not yet described.
     todo: Vec<(Value, u32)>,
-    /// Module node → which of its variables are copied so far.
-    copied_vars: FastMap<u32, Vec<bool>>,
+}
+
+/// Objects a [`Memo`] searches in place before it builds a hash table.
+const SMALL_MEMO: usize = 8;
+
+/// Object address → node number. Most graphs (a spawn's callee and arguments, a message)
+/// have a handful of objects, which a search of a small array finds faster than building
+/// and hashing into a table; past [`SMALL_MEMO`] objects it becomes one.
+enum Memo {
+    Small(usize, [(usize, u32); SMALL_MEMO]),
+    Large(FastMap<usize, u32>),
+}
+
+impl Memo {
+    /// The node of the object at `addr`, numbering it with `make` when first met.
+    fn node(&mut self, addr: usize, make: impl FnOnce() -> u32) -> u32 {
+        match self {
+            Memo::Small(len, known) => {
+                if let Some(&(_, i)) = known[..*len].iter().find(|(a, _)| *a == addr) {
+                    return i;
+                }
+                let i = make();
+                if *len < SMALL_MEMO {
+                    known[*len] = (addr, i);
+                    *len += 1;
+                } else {
+                    let mut map: FastMap<usize, u32> = known.iter().copied().collect();
+                    map.insert(addr, i);
+                    *self = Memo::Large(map);
+                }
+                i
+            }
+            Memo::Large(map) => *map.entry(addr).or_insert_with(make),
+        }
+    }
 }
 
 /// The module variables a function's code names.
@@ -172,8 +205,10 @@ enum UsedVars {
 /// What `proto` and the functions nested in it read or write of their module.
 fn used_vars(program: &Program, proto: ProtoId) -> UsedVars {
     let mut used = Vec::new();
-    let mut protos = vec![proto];
-    while let Some(p) = protos.pop() {
+    // Most functions nest none: then nothing is allocated for the walk.
+    let mut protos = Vec::new();
+    let mut next = Some(proto);
+    while let Some(p) = next.take().or_else(|| protos.pop()) {
         let p = program.proto(p);
         for ins in &p.code {
             match ins.op_byte() {
@@ -192,32 +227,32 @@ impl<'h> Exporter<'h> {
         Exporter {
             heap: &vm.heap,
             program: &vm.program,
-            memo: FastMap::default(),
+            memo: Memo::Small(0, [(0, 0); SMALL_MEMO]),
             nodes: Vec::new(),
             todo: Vec::new(),
-            copied_vars: FastMap::default(),
         }
     }
 
-    /// The node of module `m`, described at once with no variables copied yet.
+    /// The node of module `m`, described at once with no variables copied yet (all
+    /// `Undef`, the value of a variable not yet initialised).
     fn module_node(&mut self, m: Gc<ModuleObj>) -> u32 {
-        let heap = self.heap;
-        *self.memo.entry(m.addr()).or_insert_with(|| {
+        let (heap, nodes) = (self.heap, &mut self.nodes);
+        self.memo.node(m.addr(), || {
             let obj = m.get(heap);
-            let i = self.nodes.len() as u32;
-            self.nodes.push(Node::Module {
+            nodes.push(Node::Module {
                 name: obj.name.clone(),
                 names: obj.names.clone(),
                 vars: vec![Slot::Imm(Value::Undef); obj.vars.len()],
                 id: obj.id,
                 started: obj.started,
             });
-            self.copied_vars.insert(i, vec![false; obj.vars.len()]);
-            i
+            nodes.len() as u32 - 1
         })
     }
 
-    /// Copies the variables `which` of module `m` (node `node`) not copied yet.
+    /// Copies the variables `which` of module `m` (node `node`) not copied yet. A slot
+    /// still `Undef` is not copied yet (copying an uninitialised variable again costs
+    /// nothing: it is no object).
     fn copy_vars(&mut self, node: u32, m: Gc<ModuleObj>, which: UsedVars) {
         let vars = &m.get(self.heap).vars;
         let which = match which {
@@ -225,15 +260,18 @@ impl<'h> Exporter<'h> {
             UsedVars::Some(v) => v,
         };
         for i in which {
-            let copied = self.copied_vars.get_mut(&node).and_then(|c| c.get_mut(i));
-            if let Some(false) = copied.as_deref() {
-                if let Some(c) = copied {
-                    *c = true;
-                }
-                let slot = self.slot(vars[i]);
-                if let Node::Module { vars, .. } = &mut self.nodes[node as usize] {
-                    vars[i] = slot;
-                }
+            let Node::Module { vars: copied, .. } = &mut self.nodes[node as usize] else {
+                unreachable!("module nodes stay modules")
+            };
+            if !matches!(copied.get(i), Some(Slot::Imm(Value::Undef))) {
+                continue;
+            }
+            // Taken before the copy, so a module its own variable reaches does not
+            // copy that variable again.
+            copied[i] = Slot::Imm(Value::Nil);
+            let slot = self.slot(vars[i]);
+            if let Node::Module { vars, .. } = &mut self.nodes[node as usize] {
+                vars[i] = slot;
             }
         }
     }
@@ -256,10 +294,11 @@ impl<'h> Exporter<'h> {
         let Some(addr) = v.heap_addr() else {
             return Slot::Imm(v);
         };
-        Slot::Ref(*self.memo.entry(addr).or_insert_with(|| {
-            let i = self.nodes.len() as u32;
-            self.nodes.push(Node::Pending);
-            self.todo.push((v, i));
+        let (nodes, todo) = (&mut self.nodes, &mut self.todo);
+        Slot::Ref(self.memo.node(addr, || {
+            let i = nodes.len() as u32;
+            nodes.push(Node::Pending);
+            todo.push((v, i));
             i
         }))
     }

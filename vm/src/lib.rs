@@ -66,6 +66,11 @@ impl Vm {
             Some(p) => self.run_module(p).and_then(|_| self.run_module(main)),
             None => self.run_module(main),
         };
+        self.finish_main(result)
+    }
+
+    /// Flushes the output after the main module ran and reports how it ended.
+    pub(crate) fn finish_main(&mut self, result: Result<Value, Fault>) -> Result<Value, KilnError> {
         // Output lost at the end (a full disk, a closed pipe) is an error, not success.
         let flushed = std::io::Write::flush(&mut self.output.out)
             .map_err(|e| Fault::Error(format!("cannot write to stdout: {e}")));

@@ -1,6 +1,11 @@
 //! The engine behind `kiln repl`: each input is compiled as a continuation of one
 //! persistent module, so variables, functions and structs from earlier lines stay
 //! visible and keep their values.
+//!
+//! Each input runs as the main task of a scheduler the session keeps (without worker
+//! threads: the REPL's own thread runs the tasks), so `spawn`, `join`, channels and
+//! `sleep` work as in a script. Tasks an input spawns run while inputs run; one still
+//! waiting when an input ends goes on at a later input.
 
 use std::sync::Arc;
 
@@ -9,13 +14,16 @@ use kiln_gc::Gc;
 use crate::compiler::ReplScope;
 use crate::error::KilnError;
 use crate::loader::Loader;
-use crate::program::Program;
+use crate::program::{ModuleId, Program};
+use crate::sched::{HostTasks, LineEnd};
 use crate::value::{ModuleObj, Value};
 use crate::vm::{Output, Settings, Vm};
 
 /// A REPL session.
 pub struct Repl {
-    vm: Vm,
+    /// Out only while an input runs (the running task holds it).
+    vm: Option<Box<Vm>>,
+    tasks: HostTasks,
     scope: ReplScope,
     module: Option<Gc<ModuleObj>>,
 }
@@ -24,8 +32,14 @@ impl Repl {
     pub fn new(settings: Settings, output: Output) -> Repl {
         let mut program = Program::default();
         Loader::new(&mut program, settings.capabilities.clone());
+        let reporter = Arc::new(|id: u64, err: &KilnError, out: &mut dyn std::io::Write| {
+            let _ = writeln!(out, "error in task {id}: {err}");
+        });
+        let tasks = HostTasks::new(settings.clone(), output, reporter);
+        let vm = Vm::new(Arc::new(program), settings, tasks.output());
         Repl {
-            vm: Vm::new(Arc::new(program), settings, output),
+            vm: Some(Box::new(vm)),
+            tasks,
             scope: ReplScope::default(),
             module: None,
         }
@@ -33,37 +47,70 @@ impl Repl {
 
     /// Compiles and runs one input; returns the display of its value, if it has one.
     pub fn eval(&mut self, text: &str) -> Result<Option<String>, KilnError> {
-        let caps = self.vm.settings.capabilities.clone();
-        // The compile thread may still hold the program for a compile the last input
-        // asked for: this waits for it, briefly.
-        let program = self.vm.program_mut()?;
-        let id = Loader::new(program, caps)
-            .compile_repl_line(text, &self.scope)
-            .map_err(KilnError::compile)?;
-        let info = self.vm.program.module(id);
+        let Some(mut vm) = self.vm.take() else {
+            return Err(KilnError::runtime("the REPL's machine was lost"));
+        };
+        let id = match self.prepare(&mut vm, text) {
+            Ok(id) => id,
+            Err(e) => {
+                self.vm = Some(vm);
+                return Err(e);
+            }
+        };
+        let (mut vm, end) = self.tasks.run_line(vm, id);
+        let result = Self::finish(&mut vm, end);
+        self.vm = Some(vm);
+        result
+    }
+
+    /// Compiles `text` into the session's module and points the module at it.
+    fn prepare(&mut self, vm: &mut Vm, text: &str) -> Result<ModuleId, KilnError> {
+        let caps = vm.settings.capabilities.clone();
+        let scope = &self.scope;
+        // Tasks from earlier inputs hold the program too: they lend it while it grows.
+        let id = self.tasks.lend_program(vm, |vm| {
+            // The compile thread may still hold the program for a compile the last
+            // input asked for: this waits for it, briefly.
+            Loader::new(vm.program_mut()?, caps)
+                .compile_repl_line(text, scope)
+                .map_err(KilnError::compile)
+        })?;
+        let info = vm.program.module(id);
         let (names, consts) = (info.vars.clone(), info.consts.clone());
         let obj = match self.module {
             Some(m) => m,
-            None => self.vm.module_obj(id).map_err(|f| self.vm.report(f))?,
+            None => vm.module_obj(id).map_err(|f| vm.report(f))?,
         };
         {
-            let m = obj.get_mut(&mut self.vm.heap);
+            let m = obj.get_mut(&mut vm.heap);
             m.names = names.clone();
             m.vars.resize(names.len(), Value::Undef);
             m.started = false;
             m.id = Some(id);
         }
         let i = id.0 as usize;
-        if self.vm.modules.len() <= i {
-            self.vm.modules.resize(i + 1, None);
+        if vm.modules.len() <= i {
+            vm.modules.resize(i + 1, None);
         }
-        self.vm.modules[i] = Some(obj);
+        vm.modules[i] = Some(obj);
         self.module = Some(obj);
         self.scope.vars = names.iter().cloned().zip(consts).collect();
-        let v = self.vm.run_main(id)?;
+        Ok(id)
+    }
+
+    /// The display of an input's value, or its error (after which the machine is ready
+    /// for the next input).
+    fn finish(vm: &mut Vm, end: LineEnd) -> Result<Option<String>, KilnError> {
+        let v = match end {
+            LineEnd::Code(result) => vm.finish_main(result)?,
+            LineEnd::Stopped(error) => {
+                vm.drop_frames();
+                return Err(error);
+            }
+        };
         Ok(match v {
             Value::Nil | Value::Module(_) => None,
-            v => Some(crate::display::repr(&self.vm, v)),
+            v => Some(crate::display::repr(vm, v)),
         })
     }
 

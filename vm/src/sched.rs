@@ -4,8 +4,15 @@
 //! (stealable) plus a one-task LIFO slot (not stealable) for the task it just woke, so a
 //! ping-pong pair of tasks stays on one worker without a thread switch. A worker looks
 //! for work in its slot, its deque, the injector (first, every [`INJECTOR_EVERY`] ticks,
-//! so injected tasks are never starved), then its peers' deques. A worker with nothing to
-//! do parks on a condition variable (with a timeout to the next timer), never spinning.
+//! so injected tasks are never starved), then its peers' deques (half of one at a time).
+//!
+//! A worker that finds nothing *searches* for up to [`SEARCH_FOR`] (looking again and
+//! yielding its CPU in between) before it parks on a condition variable (with a timeout
+//! to the next timer). A task that spawns or wakes tasks one after another (a loop of
+//! `spawn`s) then feeds a worker that is still awake instead of paying a thread wake-up
+//! per task, which costs more than a short task itself. A push wakes a parked worker
+//! only when none is searching (the searcher will take the work); a searcher that finds
+//! work wakes a parked peer if more is queued, so a burst still reaches every worker.
 //!
 //! Deadlock: the scheduler counts *active* tasks (runnable or running). Only an active
 //! task or a timer can wake a waiting task, so when no task is active, no timer is
@@ -34,6 +41,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Diagnostic, ErrorKind, Fault, KilnError, Limit};
 use crate::program::{ModuleId, Program};
 use crate::task::{Outcome, Start, Task, Waiter, Wake};
+use crate::value::Value;
 use crate::vm::{Output, Settings, Vm};
 
 /// A worker takes from the injector before its own queues every this many ticks
@@ -43,6 +51,11 @@ const INJECTOR_EVERY: u32 = 61;
 /// Consecutive runs from a worker's LIFO slot before it looks at its deque again, so a
 /// ping-pong pair cannot starve the tasks queued behind it.
 const LIFO_RUNS: u32 = 32;
+
+/// How long a worker with nothing to do keeps looking before it parks: longer than the
+/// gap between two `spawn`s of a spawning loop, far shorter than a thread wake-up
+/// costs in lost work when the machine is busy.
+const SEARCH_FOR: Duration = Duration::from_micros(50);
 
 /// How long the end of the program waits for cancelled tasks to finish.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
@@ -59,6 +72,21 @@ enum End {
     Main(Result<(), KilnError>),
     Exit(i32),
     Deadlock(KilnError),
+}
+
+impl End {
+    /// The run's result as a host sees it: an error unless the main task ended well.
+    fn into_result(self) -> Result<(), KilnError> {
+        match self {
+            End::Main(result) => result,
+            End::Exit(code) => Err(KilnError {
+                kind: ErrorKind::Exit(code),
+                diagnostics: Vec::new(),
+                trace: Vec::new(),
+            }),
+            End::Deadlock(e) => Err(e),
+        }
+    }
 }
 
 /// A wait with a deadline (`sleep`, `select` with a timeout), on the scheduler's clock
@@ -84,6 +112,36 @@ impl Ord for Timer {
     /// Reversed: `BinaryHeap` is a max-heap and the earliest deadline must come first.
     fn cmp(&self, other: &Timer) -> std::cmp::Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The pending timers, earliest first.
+struct Timers {
+    heap: BinaryHeap<Timer>,
+    /// Length at which [`Timers::add`] next sweeps out timers that can wake nobody.
+    sweep_at: usize,
+}
+
+impl Timers {
+    /// The earliest deadline that can still wake a task. A timer whose wait was served
+    /// otherwise (a `select` that got a message, a cancelled `sleep`) can wake nobody: it
+    /// is dropped here, so it delays neither the deadlock report nor a parked worker.
+    fn next(&mut self) -> Option<Duration> {
+        while self.heap.peek().is_some_and(|t| t.waiter.is_claimed()) {
+            self.heap.pop();
+        }
+        self.heap.peek().map(|t| t.at)
+    }
+
+    /// Adds `timer`. Served timers are swept out whenever the heap has doubled since the
+    /// last sweep, so `select`s with long timeouts in a loop do not pile them up, at a
+    /// constant cost per timer.
+    fn add(&mut self, timer: Timer) {
+        if self.heap.len() >= self.sweep_at {
+            self.heap.retain(|t| !t.waiter.is_claimed());
+            self.sweep_at = (2 * self.heap.len()).max(64);
+        }
+        self.heap.push(timer);
     }
 }
 
@@ -114,11 +172,13 @@ thread_local! {
 pub struct Shared {
     injector: Injector<Arc<Task>>,
     stealers: OnceLock<Vec<Stealer<Arc<Task>>>>,
-    /// Workers parked or about to park; a push wakes one if any.
+    /// Workers parked or about to park; a push wakes one if any and none searches.
     sleepers: AtomicUsize,
+    /// Workers looking for work before they park (see the module docs).
+    searching: AtomicUsize,
     idle_lock: Mutex<()>,
     idle_cond: Condvar,
-    timers: Mutex<BinaryHeap<Timer>>,
+    timers: Mutex<Timers>,
     /// The origin of timer deadlines on the wall clock.
     origin: Instant,
     timer_count: AtomicUsize,
@@ -173,10 +233,12 @@ impl Shared {
         self.notify_one();
     }
 
-    /// Wakes a parked worker, if any, to look for the work just queued.
+    /// Wakes a parked worker, if any, to look for the work just queued, unless a
+    /// searching worker will find it. (A searcher stops searching before it registers
+    /// as a sleeper and looks at the queues once more, so the work is never missed.)
     fn notify_one(&self) {
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
+        if self.searching.load(Ordering::SeqCst) == 0 && self.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = self.idle_lock.lock();
             self.idle_cond.notify_one();
         }
@@ -243,8 +305,10 @@ impl Shared {
     pub(crate) fn add_timer(&self, after: Duration, waiter: Arc<Waiter>) {
         let at = self.now().saturating_add(after);
         let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
-        self.timers.lock().push(Timer { at, seq, waiter });
-        self.timer_count.fetch_add(1, Ordering::SeqCst);
+        let mut timers = self.timers.lock();
+        timers.add(Timer { at, seq, waiter });
+        self.timer_count.store(timers.heap.len(), Ordering::SeqCst);
+        drop(timers);
         // A parked worker may be sleeping until a later deadline.
         let _g = self.idle_lock.lock();
         self.idle_cond.notify_one();
@@ -255,6 +319,7 @@ impl Shared {
             && self
                 .timers
                 .lock()
+                .heap
                 .peek()
                 .is_some_and(|t| t.at <= self.now())
     }
@@ -268,12 +333,12 @@ impl Shared {
         }
         let now = self.now();
         let mut timers = self.timers.lock();
-        while timers.peek().is_some_and(|t| t.at <= now) {
-            if let Some(t) = timers.pop() {
-                self.timer_count.fetch_sub(1, Ordering::SeqCst);
+        while timers.heap.peek().is_some_and(|t| t.at <= now) {
+            if let Some(t) = timers.heap.pop() {
                 t.waiter.wake(Wake::Value(crate::copy::Portable::NIL));
             }
         }
+        self.timer_count.store(timers.heap.len(), Ordering::SeqCst);
     }
 
     fn find_task(&self, tick: u32, lifo_runs: &mut u32) -> Option<Arc<Task>> {
@@ -295,9 +360,34 @@ impl Shared {
             if let Some(t) = local.deque.pop().or_else(|| local.slot.take()) {
                 return Some(t);
             }
-            steal(|| self.injector.steal_batch_and_pop(&local.deque))
-                .or_else(|| self.stealers().iter().find_map(|s| steal(|| s.steal())))
+            steal(|| self.injector.steal_batch_and_pop(&local.deque)).or_else(|| {
+                self.stealers()
+                    .iter()
+                    .find_map(|s| steal(|| s.steal_batch_and_pop(&local.deque)))
+            })
         })
+    }
+
+    /// Looks for work for up to [`SEARCH_FOR`] before the worker parks. A searcher that
+    /// finds work wakes a parked peer if more is queued, since pushes did not while it
+    /// searched.
+    fn search(&self, tick: u32, lifo_runs: &mut u32) -> Option<Arc<Task>> {
+        self.searching.fetch_add(1, Ordering::SeqCst);
+        let until = Instant::now() + SEARCH_FOR;
+        let found = loop {
+            std::thread::yield_now();
+            if let Some(t) = self.find_task(tick, lifo_runs) {
+                break Some(t);
+            }
+            if self.shutdown.load(Ordering::Acquire) || Instant::now() >= until {
+                break None;
+            }
+        };
+        self.searching.fetch_sub(1, Ordering::SeqCst);
+        if found.is_some() && self.queued_work() {
+            self.notify_one();
+        }
+        found
     }
 
     /// Parks the worker until work arrives or the next timer is due; declares a
@@ -306,8 +396,9 @@ impl Shared {
         // Read under the timer lock: timers wake their tasks under it, so no task can
         // be between a fired timer and being active.
         let next = {
-            let timers = self.timers.lock();
-            let next = timers.peek().map(|t| t.at);
+            let mut timers = self.timers.lock();
+            let next = timers.next();
+            self.timer_count.store(timers.heap.len(), Ordering::SeqCst);
             if next.is_none() && self.active.load(Ordering::SeqCst) == 0 {
                 self.deadlock();
             }
@@ -341,17 +432,21 @@ impl Shared {
     }
 
     fn deadlock(&self) {
-        let mut tasks: Vec<Arc<Task>> = self.live.lock().values().cloned().collect();
-        if tasks.is_empty() {
-            return;
+        if !self.live.lock().is_empty() {
+            self.end(End::Deadlock(self.deadlock_error()));
         }
+    }
+
+    /// The deadlock report: where each live task waits, in spawn order.
+    fn deadlock_error(&self) -> KilnError {
+        let mut tasks: Vec<Arc<Task>> = self.live.lock().values().cloned().collect();
         tasks.sort_by_key(|t| t.id);
         let trace = tasks.iter().filter_map(|t| t.blocked_at()).collect();
-        self.end(End::Deadlock(KilnError {
+        KilnError {
             kind: ErrorKind::Runtime,
             diagnostics: vec![Diagnostic::new("deadlock: all tasks are blocked", None)],
             trace,
-        }));
+        }
     }
 
     fn end(&self, end: End) {
@@ -401,20 +496,33 @@ impl Shared {
         })
     }
 
-    /// Runs `task` until it suspends or ends.
-    fn run(&self, task: Arc<Task>) {
+    /// Runs `task` until it suspends (then parks it) or its code ends: then returns its
+    /// machine and how the code ended.
+    fn step(&self, task: &Arc<Task>) -> Option<(Box<Vm>, Result<Value, Fault>)> {
         let (vm, start, wake) = task.begin_run();
         let mut vm = match (vm, &start) {
             (Some(vm), _) => vm,
-            (None, Some(start)) => self.new_vm(&task, start.program()),
-            (None, None) => unreachable!("a task that never ran has its start"),
+            (None, Some(start)) => self.new_vm(task, start.program()),
+            // A REPL line abandoned while it was queued (see `HostTasks::abandon`).
+            (None, None) => return None,
         };
         let result = match start {
             Some(start) => vm.start(start),
             None => vm.resume(wake),
         };
+        if let Err(Fault::Suspend) = result {
+            task.park(vm);
+            return None;
+        }
+        Some((vm, result))
+    }
+
+    /// Runs `task` until it suspends or ends.
+    fn run(&self, task: Arc<Task>) {
+        let Some((mut vm, result)) = self.step(&task) else {
+            return;
+        };
         match result {
-            Err(Fault::Suspend) => return task.park(vm),
             Err(Fault::Exit(code)) => {
                 task.finish(Outcome::Cancelled);
                 self.end(End::Exit(code));
@@ -484,7 +592,10 @@ impl Shared {
         let (mut tick, mut lifo_runs) = (0u32, 0u32);
         while !self.shutdown.load(Ordering::Acquire) {
             self.fire_timers();
-            match self.find_task(tick, &mut lifo_runs) {
+            let found = self
+                .find_task(tick, &mut lifo_runs)
+                .or_else(|| self.search(tick, &mut lifo_runs));
+            match found {
                 Some(t) => self.run(t),
                 None => self.park(),
             }
@@ -588,9 +699,13 @@ impl Shared {
             injector: Injector::new(),
             stealers: OnceLock::new(),
             sleepers: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
             idle_cond: Condvar::new(),
-            timers: Mutex::new(BinaryHeap::new()),
+            timers: Mutex::new(Timers {
+                heap: BinaryHeap::new(),
+                sweep_at: 64,
+            }),
             origin: Instant::now(),
             timer_count: AtomicUsize::new(0),
             timer_seq: AtomicU64::new(0),
@@ -650,7 +765,7 @@ impl Shared {
         for t in std::mem::take(&mut *self.live.lock()).values() {
             t.discard();
         }
-        self.timers.lock().clear();
+        self.timers.lock().heap.clear();
         while let Steal::Success(_) | Steal::Retry = self.injector.steal() {}
         self.out.clone().flush().map_err(|e| KilnError {
             kind: ErrorKind::Runtime,
@@ -709,15 +824,7 @@ impl HostTasks {
                 Steal::Empty => return Ok(()),
             }
             if let Some(end) = self.shared.end.lock().take() {
-                return match end {
-                    End::Main(result) => result,
-                    End::Exit(code) => Err(KilnError {
-                        kind: ErrorKind::Exit(code),
-                        diagnostics: Vec::new(),
-                        trace: Vec::new(),
-                    }),
-                    End::Deadlock(e) => Err(e),
-                };
+                return end.into_result();
             }
         }
     }
@@ -743,6 +850,112 @@ impl HostTasks {
     pub fn live(&self) -> usize {
         self.shared.live_tasks()
     }
+
+    /// Writers to the output streams the tasks share, for a machine that runs among
+    /// them (a REPL's), so its lines and theirs interleave whole.
+    pub(crate) fn output(&self) -> Output {
+        Output {
+            out: Box::new(self.shared.out.clone()),
+            err: Box::new(self.shared.err.clone()),
+        }
+    }
+
+    /// Runs module `main` on `vm` (a REPL's machine, which keeps its state across lines)
+    /// as the main task, on the calling thread together with every other ready task,
+    /// until it has ended and no task is ready; sleeps meanwhile until timers are due.
+    /// Gives the machine back with how the module's code ended, or with the error that
+    /// stopped the line: a deadlock (the line would wait for ever: it is abandoned, its
+    /// frames left for the caller to clear) or an end of the run (`os.exit` or a limit
+    /// in another task). Tasks still waiting go on at later lines.
+    pub(crate) fn run_line(&self, mut vm: Box<Vm>, main: ModuleId) -> (Box<Vm>, LineEnd) {
+        let start = Start::Main(vm.program().clone(), main);
+        let line = Arc::new(Task::new(MAIN_TASK, self.shared.clone(), Some(start), 0));
+        vm.task = Some(line.clone());
+        line.set_machine(vm);
+        self.shared.live.lock().insert(MAIN_TASK, line.clone());
+        self.shared.became_active();
+        self.shared.push(line.clone());
+        let mut ended = None;
+        loop {
+            self.shared.fire_timers();
+            match self.shared.injector.steal() {
+                Steal::Success(t) if Arc::ptr_eq(&t, &line) => {
+                    if let Some((vm, result)) = self.shared.step(&t) {
+                        line.finish(Outcome::Returned(crate::copy::Portable::NIL));
+                        self.shared.ended(&line);
+                        ended = Some((vm, LineEnd::Code(result)));
+                    }
+                }
+                Steal::Success(t) => self.shared.run(t),
+                Steal::Retry => {}
+                Steal::Empty => {
+                    if let Some((mut vm, end)) = ended.take() {
+                        vm.task = None;
+                        return (vm, end);
+                    }
+                    if !self.sleep_to_next_timer() {
+                        let deadlock = self.shared.deadlock_error();
+                        return self.abandon(&line, deadlock);
+                    }
+                }
+            }
+            let end = self.shared.end.lock().take();
+            // Only `os.exit` and limits end a REPL's run (its lines never end it well).
+            if let Some(Err(error)) = end.map(End::into_result) {
+                if let Some((mut vm, _)) = ended.take() {
+                    vm.task = None;
+                    return (vm, LineEnd::Stopped(error));
+                }
+                return self.abandon(&line, error);
+            }
+        }
+    }
+
+    /// Sleeps until the next timer that can wake a task is due; false if there is none.
+    fn sleep_to_next_timer(&self) -> bool {
+        let next = self.shared.timers.lock().next();
+        match next {
+            Some(at) => {
+                let wake = self.shared.wake_time(at);
+                std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the waiting REPL line `line` with `error` and gives its machine back.
+    fn abandon(&self, line: &Arc<Task>, error: KilnError) -> (Box<Vm>, LineEnd) {
+        self.shared.live.lock().remove(&line.id);
+        let mut vm = line
+            .abandon()
+            .expect("a line that is not running has its machine parked");
+        vm.task = None;
+        (vm, LineEnd::Stopped(error))
+    }
+
+    /// Leaves `vm`'s program (a REPL's) unshared while `grow` extends it: the tasks alive
+    /// (none runs between lines) hold a stand-in meanwhile, then the grown program.
+    pub(crate) fn lend_program<R>(&self, vm: &mut Vm, grow: impl FnOnce(&mut Vm) -> R) -> R {
+        let tasks: Vec<Arc<Task>> = self.shared.live.lock().values().cloned().collect();
+        let stand_in = Arc::new(Program::default());
+        for t in &tasks {
+            t.set_program(&stand_in);
+        }
+        let result = grow(vm);
+        for t in &tasks {
+            t.set_program(vm.program());
+        }
+        result
+    }
+}
+
+/// How a REPL line run by [`HostTasks::run_line`] ended.
+pub(crate) enum LineEnd {
+    /// Its code ended: with its value or its error.
+    Code(Result<Value, Fault>),
+    /// The scheduler stopped it: a deadlock, or the end of the run by another task.
+    Stopped(KilnError),
 }
 
 impl Drop for HostTasks {

@@ -259,6 +259,36 @@ impl Task {
         inner.joiners.clear();
     }
 
+    /// Gives a task that has not run yet its machine (a REPL's, which keeps its state
+    /// across lines), instead of a new one at its first run.
+    pub(crate) fn set_machine(&self, vm: Box<Vm>) {
+        self.inner.lock().vm = Some(vm);
+    }
+
+    /// Ends a waiting task from outside (a REPL line that would wait for ever) and gives
+    /// its machine back. Its wait is claimed first, so no message or wake goes to it.
+    pub(crate) fn abandon(&self) -> Option<Box<Vm>> {
+        let mut inner = self.inner.lock();
+        if let Some(w) = inner.waiting_on.take() {
+            w.claim();
+        }
+        inner.state = State::Finished;
+        inner.outcome = Some(Arc::new(Outcome::Cancelled));
+        inner.vm.take()
+    }
+
+    /// Points a task that is not running at `program` (a grown version of its own, or a
+    /// stand-in while the REPL grows it: see `HostTasks::lend_program`).
+    pub(crate) fn set_program(&self, program: &Arc<Program>) {
+        let mut inner = self.inner.lock();
+        if let Some(vm) = inner.vm.as_mut() {
+            vm.set_program(program.clone());
+        }
+        if let Some(Start::Main(p, _) | Start::Call(p, _)) = inner.start.as_mut() {
+            *p = program.clone();
+        }
+    }
+
     pub(crate) fn was_joined(&self) -> bool {
         self.inner.lock().joined
     }
@@ -285,7 +315,7 @@ impl Vm {
         match &self.task {
             Some(me) => Ok(me),
             None => Err(fault!(
-                "tasks need the scheduler: run the script with `kiln` (not in the REPL)"
+                "tasks need the scheduler: run the script with `kiln`"
             )),
         }
     }
@@ -375,10 +405,9 @@ impl Vm {
                 let Value::Array(a) = import(self, &call)? else {
                     return Err(fault!("internal error: a spawned call is not an array"));
                 };
-                let items = a.get(&self.heap).items.clone();
                 self.stack.clear();
-                self.stack.extend_from_slice(&items);
-                let nargs = items.len() - 1;
+                self.stack.extend_from_slice(&a.get(&self.heap).items);
+                let nargs = self.stack.len() - 1;
                 if self.call_value(0, nargs, 0)? {
                     self.execute(0)
                 } else {
@@ -422,6 +451,14 @@ impl Vm {
             }
         }
         self.execute(0)
+    }
+
+    /// Drops the frames of a task abandoned where it waited (a REPL line stopped by a
+    /// deadlock), so the machine can run again. Its `defer`s do not run: it never resumes.
+    pub(crate) fn drop_frames(&mut self) {
+        self.frames.clear();
+        self.handlers.clear();
+        self.pending = None;
     }
 
     /// Raises `fault` at the instruction the task stopped in.
