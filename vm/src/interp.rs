@@ -203,10 +203,20 @@ impl Vm {
         let mut code: &[Instr] = &proto.code;
         let mut pc = frame.pc;
         let mut base = frame.base;
+        // The current frame's registers. A local slice keeps the stack's address and
+        // length in machine registers instead of reloading them from `self` at every
+        // access; anything that needs the whole `Vm` goes through `vm!`, which takes the
+        // window again afterwards (the stack may have grown and moved).
+        let mut win: &mut [Value] = &mut self.stack[base..];
 
         macro_rules! r {
             ($i:expr) => {
-                self.stack[base + $i]
+                win[$i]
+            };
+        }
+        macro_rules! rewin {
+            () => {
+                win = &mut self.stack[base..]
             };
         }
         macro_rules! save_pc {
@@ -228,6 +238,14 @@ impl Vm {
                 }
             };
         }
+        // A fallible operation that needs the whole `Vm`.
+        macro_rules! vm {
+            ($e:expr) => {{
+                let v = check!($e);
+                rewin!();
+                v
+            }};
+        }
         macro_rules! reload {
             () => {{
                 frame = *self.frames.last().expect("frame");
@@ -235,6 +253,7 @@ impl Vm {
                 code = &proto.code;
                 pc = frame.pc;
                 base = frame.base;
+                rewin!();
             }};
         }
         // Counts a call or back-edge of the top frame and runs its compiled code if it
@@ -242,7 +261,7 @@ impl Vm {
         macro_rules! tier_enter {
             ($weight:expr) => {{
                 match check!(self.tier_enter($weight)) {
-                    Entered::No => {}
+                    Entered::No => rewin!(),
                     Entered::Returned(v, ret) => {
                         if self.frames.len() <= stop {
                             return Ok(v);
@@ -262,7 +281,7 @@ impl Vm {
                 self.fuel -= $steps as i64;
                 if self.fuel <= 0 {
                     save_pc!();
-                    check!(self.refuel());
+                    vm!(self.refuel());
                 }
             }};
         }
@@ -286,10 +305,11 @@ impl Vm {
                     (Value::Float(a), Value::Float(b)) => Some(Value::Float($float(a, b))),
                     _ => None,
                 };
-                r!($ins.a()) = match fast {
+                let v = match fast {
                     Some(v) => v,
-                    None => check!(ops::arith(self, $op, x, y)),
+                    None => vm!(ops::arith(self, $op, x, y)),
                 };
+                r!($ins.a()) = v;
             }};
         }
         macro_rules! jump_if {
@@ -317,7 +337,10 @@ impl Vm {
                 }
                 opc::LoadTrue => r!(ins.a()) = Value::Bool(true),
                 opc::LoadFalse => r!(ins.a()) = Value::Bool(false),
-                opc::LoadBuiltin => r!(ins.a()) = check!(self.builtin(ins.bx())),
+                opc::LoadBuiltin => {
+                    let v = vm!(self.builtin(ins.bx()));
+                    r!(ins.a()) = v;
+                }
                 opc::GetModule => {
                     let v = frame.module.get(&self.heap).vars[ins.bx()];
                     if let Value::Undef = v {
@@ -341,7 +364,7 @@ impl Vm {
                 }
                 opc::NewCell => {
                     let v = r!(ins.a());
-                    let c = check!(self.alloc(Cell { value: v }));
+                    let c = vm!(self.alloc(Cell { value: v }));
                     r!(ins.a()) = Value::Cell(c);
                 }
                 opc::GetCell => {
@@ -442,11 +465,13 @@ impl Vm {
                         konst!(ins.c())
                     };
                     let x = r!(ins.b());
-                    r!(ins.a()) = check!(ops::arith(self, ops::Arith::Pow, x, y));
+                    let v = vm!(ops::arith(self, ops::Arith::Pow, x, y));
+                    r!(ins.a()) = v;
                 }
                 opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
                     let (x, y) = (r!(ins.b()), r!(ins.c()));
-                    r!(ins.a()) = check!(ops::bitwise(self, ins.op_byte(), x, y));
+                    let v = vm!(ops::bitwise(self, ins.op_byte(), x, y));
+                    r!(ins.a()) = v;
                 }
                 opc::Unm => {
                     r!(ins.a()) = match r!(ins.b()) {
@@ -579,7 +604,7 @@ impl Vm {
                 opc::IterNext1 | opc::IterNext2 => {
                     let a = ins.a();
                     let two = ins.op_byte() == opc::IterNext2;
-                    if !check!(ops::iter_next(self, base + a, two)) {
+                    if !vm!(ops::iter_next(self, base + a, two)) {
                         pc = (pc as isize + ins.sbx()) as usize;
                     }
                 }
@@ -591,7 +616,7 @@ impl Vm {
                 opc::CheckType => {
                     let check = &proto.type_checks[ins.bx()];
                     let v = r!(ins.a());
-                    match check_type(self, &check.ann.kind, check.ann.nilable, v) {
+                    match check_type(&self.heap, &check.ann.kind, check.ann.nilable, v) {
                         Some(v) => r!(ins.a()) = v,
                         None => throw!(Fault::Error(format!(
                             "{} expected {}, got {}",
@@ -604,7 +629,7 @@ impl Vm {
                 opc::Call => {
                     save_pc!();
                     let a = base + ins.a();
-                    if check!(self.call_value(a, ins.b(), a)) {
+                    if vm!(self.call_value(a, ins.b(), a)) {
                         reload!();
                         charge!(1);
                         if tiering && !proto.jit.is_dormant() {
@@ -615,7 +640,7 @@ impl Vm {
                 opc::CallMethod => {
                     save_pc!();
                     let name = check!(const_name(proto, ins.c()));
-                    if check!(ops::call_method(self, base + ins.a(), ins.b(), name)) {
+                    if vm!(ops::call_method(self, base + ins.a(), ins.b(), name)) {
                         reload!();
                         charge!(1);
                     }
@@ -636,26 +661,27 @@ impl Vm {
                 opc::Closure => {
                     save_pc!();
                     let child = proto.protos[ins.bx()];
-                    let c = check!(self.make_closure(&frame, base, child));
+                    let c = vm!(self.make_closure(&frame, base, child));
                     r!(ins.a()) = Value::Func(c);
                 }
                 opc::NewArray => {
                     let (b, n) = (base + ins.b(), ins.c());
                     let items = self.stack[b..b + n].to_vec();
-                    r!(ins.a()) = check!(self.new_array(items));
+                    let v = vm!(self.new_array(items));
+                    r!(ins.a()) = v;
                 }
                 opc::ArrayExtend => {
-                    let (b, n) = (base + ins.b(), ins.c());
+                    let (b, n) = (ins.b(), ins.c());
                     let Value::Array(arr) = r!(ins.a()) else {
                         throw!(Fault::Error("internal error: expected an array".into()))
                     };
-                    check!(self.grow_array(arr, n));
-                    let items = &self.stack[b..b + n];
+                    vm!(self.grow_array(arr, n));
+                    let items = &win[b..b + n];
                     arr.get_mut(&mut self.heap).items.extend_from_slice(items);
                 }
                 opc::NewMap | opc::MapExtend => {
                     save_pc!();
-                    let v = check!(ops::map_literal(self, ins, base));
+                    let v = vm!(ops::map_literal(self, ins, base));
                     if ins.op_byte() == opc::NewMap {
                         r!(ins.a()) = v;
                     }
@@ -664,7 +690,7 @@ impl Vm {
                     save_pc!();
                     let (s, e) = (r!(ins.b()), r!(ins.c()));
                     let (start, end, _) = check!(ops::range_ints(&self.heap, s, e, Value::Int(1)));
-                    let g = check!(self.alloc(Range {
+                    let g = vm!(self.alloc(Range {
                         start,
                         end,
                         step: 1,
@@ -684,7 +710,7 @@ impl Vm {
                         }
                         _ => {
                             save_pc!();
-                            check!(ops::get_index(self, o, i))
+                            vm!(ops::get_index(self, o, i))
                         }
                     };
                 }
@@ -703,37 +729,34 @@ impl Vm {
                         }
                         _ => {
                             save_pc!();
-                            check!(ops::set_index(self, o, i, v))
+                            vm!(ops::set_index(self, o, i, v))
                         }
                     }
                 }
                 opc::GetField => {
                     save_pc!();
                     let o = r!(ins.b());
-                    r!(ins.a()) =
-                        check!(ops::get_field(self, o, check!(const_name(proto, ins.c()))));
+                    let name = check!(const_name(proto, ins.c()));
+                    let v = vm!(ops::get_field(self, o, name));
+                    r!(ins.a()) = v;
                 }
                 opc::SetField => {
                     save_pc!();
                     let (o, v) = (r!(ins.a()), r!(ins.c()));
-                    check!(ops::set_field(
-                        self,
-                        o,
-                        check!(const_name(proto, ins.b())),
-                        v
-                    ));
+                    let name = check!(const_name(proto, ins.b()));
+                    vm!(ops::set_field(self, o, name, v));
                 }
                 opc::NewStruct => {
                     save_pc!();
                     let shape = proto.shapes[ins.c()].clone();
                     let (a, b) = (base + ins.a(), base + ins.b());
-                    if check!(ops::new_struct(self, a, b, &shape)) {
+                    if vm!(ops::new_struct(self, a, b, &shape)) {
                         reload!();
                     }
                 }
                 opc::NewStructType => {
                     save_pc!();
-                    let t = check!(self.make_struct_type(&frame, proto, ins.bx()));
+                    let t = vm!(self.make_struct_type(&frame, proto, ins.bx()));
                     r!(ins.a()) = Value::Type(t);
                 }
                 opc::AddMethod => {
@@ -746,7 +769,8 @@ impl Vm {
                 opc::Concat => {
                     save_pc!();
                     let s = check!(self.concat(base + ins.b(), ins.c()));
-                    r!(ins.a()) = check!(self.new_string(s));
+                    let v = vm!(self.new_string(s));
+                    r!(ins.a()) = v;
                 }
                 opc::Throw => throw!(Fault::Throw(r!(ins.a()))),
                 opc::PushHandler => {
@@ -768,10 +792,10 @@ impl Vm {
                 }
                 opc::ImportModule => {
                     save_pc!();
-                    let m = check!(self.module_obj(crate::program::ModuleId(ins.bx() as u32)));
+                    let m = vm!(self.module_obj(crate::program::ModuleId(ins.bx() as u32)));
                     let a = base + ins.a();
                     if m.get(&self.heap).started {
-                        self.stack[a] = Value::Module(m);
+                        r!(ins.a()) = Value::Module(m);
                     } else {
                         let id = m.get(&self.heap).id.expect("file module");
                         let main = program.module(id).main;
@@ -784,13 +808,14 @@ impl Vm {
                 }
                 opc::ImportStd => {
                     save_pc!();
-                    let m = check!(crate::stdlib::std_module(self, ins.bx()));
+                    let m = vm!(crate::stdlib::std_module(self, ins.bx()));
                     r!(ins.a()) = Value::Module(m);
                 }
                 opc::GetModuleObj => r!(ins.a()) = Value::Module(frame.module),
                 opc::Spawn => {
                     save_pc!();
-                    r!(ins.a()) = check!(self.spawn(base + ins.a(), ins.b()));
+                    let v = vm!(self.spawn(base + ins.a(), ins.b()));
+                    r!(ins.a()) = v;
                 }
                 other => throw!(Fault::Error(format!("internal error: bad opcode {other}"))),
             }
@@ -932,7 +957,12 @@ enum Entered {
 }
 
 /// Checks `v` against an annotation; returns the (possibly converted) value.
-pub(crate) fn check_type(vm: &Vm, kind: &TypeKind, nilable: bool, v: Value) -> Option<Value> {
+pub(crate) fn check_type(
+    heap: &kiln_gc::Heap,
+    kind: &TypeKind,
+    nilable: bool,
+    v: Value,
+) -> Option<Value> {
     if nilable && matches!(v, Value::Nil) {
         return Some(v);
     }
@@ -946,9 +976,7 @@ pub(crate) fn check_type(vm: &Vm, kind: &TypeKind, nilable: bool, v: Value) -> O
         (TypeKind::Array, Value::Array(_)) => true,
         (TypeKind::Map, Value::Map(_)) => true,
         (TypeKind::Fn, Value::Func(_) | Value::Native(_)) => true,
-        (TypeKind::Struct(name), Value::Struct(s)) => {
-            *s.get(&vm.heap).ty.get(&vm.heap).name == **name
-        }
+        (TypeKind::Struct(name), Value::Struct(s)) => *s.get(heap).ty.get(heap).name == **name,
         _ => false,
     };
     ok.then_some(v)

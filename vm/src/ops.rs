@@ -540,7 +540,7 @@ pub fn set_field(vm: &mut Vm, o: Value, n: &Arc<str>, v: Value) -> Result<(), Fa
                 return Err(fault!("unknown field `{n}` for struct {}", ty.name));
             };
             let v = match &ty.field_types[i] {
-                Some(ann) => check_type(vm, &ann.kind, ann.nilable, v).ok_or_else(|| {
+                Some(ann) => check_type(&vm.heap, &ann.kind, ann.nilable, v).ok_or_else(|| {
                     fault!(
                         "{}: field {n} expected {}, got {}",
                         ty.name,
@@ -588,7 +588,7 @@ pub fn new_struct(vm: &mut Vm, a: usize, b: usize, shape: &[Arc<str>]) -> Result
         };
         let v = vm.stack[b + 1 + j];
         fields[i] = match &t.field_types[i] {
-            Some(ann) => check_type(vm, &ann.kind, ann.nilable, v).ok_or_else(|| {
+            Some(ann) => check_type(&vm.heap, &ann.kind, ann.nilable, v).ok_or_else(|| {
                 fault!(
                     "{}: field {fname} expected {}, got {}",
                     t.name,
