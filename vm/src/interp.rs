@@ -198,11 +198,13 @@ impl Vm {
     fn dispatch(&mut self, stop: usize) -> Result<Value, Fault> {
         let program = self.program.clone();
         let program: &Program = &program;
-        let mut frame = *self.frames.last().expect("dispatch needs a frame");
-        let mut proto: &Proto = program.proto(frame.proto);
+        // Only what every instruction needs lives in locals (fewer values for the
+        // register allocator to juggle); the rest of the frame is read when needed.
+        let top = *self.frames.last().expect("dispatch needs a frame");
+        let mut proto: &Proto = program.proto(top.proto);
         let mut code: &[Instr] = &proto.code;
-        let mut pc = frame.pc;
-        let mut base = frame.base;
+        let mut pc = top.pc;
+        let mut base = top.base;
         // The current frame's registers. A local slice keeps the stack's address and
         // length in machine registers instead of reloading them from `self` at every
         // access; anything that needs the whole `Vm` goes through `vm!`, which takes the
@@ -246,13 +248,18 @@ impl Vm {
                 v
             }};
         }
+        macro_rules! frame {
+            () => {
+                self.frames.last().expect("frame")
+            };
+        }
         macro_rules! reload {
             () => {{
-                frame = *self.frames.last().expect("frame");
-                proto = program.proto(frame.proto);
+                let f = frame!();
+                proto = program.proto(f.proto);
                 code = &proto.code;
-                pc = frame.pc;
-                base = frame.base;
+                pc = f.pc;
+                base = f.base;
                 rewin!();
             }};
         }
@@ -291,25 +298,30 @@ impl Vm {
                 match proto.consts[$i] {
                     Constant::Int(i) => Value::Int(i),
                     Constant::Float(f) => Value::Float(f),
-                    Constant::Str(_) => frame.consts.get(&self.heap).values[$i],
+                    Constant::Str(_) => frame!().consts.get(&self.heap).values[$i],
                 }
             };
         }
         // `$int` returns `Some(value)` or `None` to defer to the full semantics (which
-        // also produce the errors, e.g. integer division by zero).
+        // also produce the errors, e.g. integer division by zero). Each fast path stores
+        // its own result, so the store is a tag byte and a payload, not a merged value.
         macro_rules! arith {
             ($ins:expr, $rhs:expr, $int:expr, $float:expr, $op:expr) => {{
-                let (x, y) = (r!($ins.b()), $rhs);
-                let fast = match (x, y) {
-                    (Value::Int(a), Value::Int(b)) => $int(a, b),
-                    (Value::Float(a), Value::Float(b)) => Some(Value::Float($float(a, b))),
-                    _ => None,
-                };
-                let v = match fast {
-                    Some(v) => v,
-                    None => vm!(ops::arith(self, $op, x, y)),
-                };
-                r!($ins.a()) = v;
+                let (a, x, y) = ($ins.a(), r!($ins.b()), $rhs);
+                match (x, y) {
+                    (Value::Int(p), Value::Int(q)) => match $int(p, q) {
+                        Some(v) => r!(a) = v,
+                        None => {
+                            let v = vm!(ops::arith(self, $op, x, y));
+                            r!(a) = v;
+                        }
+                    },
+                    (Value::Float(p), Value::Float(q)) => r!(a) = Value::Float($float(p, q)),
+                    _ => {
+                        let v = vm!(ops::arith(self, $op, x, y));
+                        r!(a) = v;
+                    }
+                }
             }};
         }
         macro_rules! jump_if {
@@ -342,23 +354,25 @@ impl Vm {
                     r!(ins.a()) = v;
                 }
                 opc::GetModule => {
-                    let v = frame.module.get(&self.heap).vars[ins.bx()];
+                    let module = frame!().module.get(&self.heap);
+                    let v = module.vars[ins.bx()];
                     if let Value::Undef = v {
-                        let name = frame.module.get(&self.heap).names[ins.bx()].clone();
+                        let name = module.names[ins.bx()].clone();
                         throw!(Fault::Error(format!("`{name}` used before initialization")));
                     }
                     r!(ins.a()) = v;
                 }
                 opc::SetModule => {
                     let v = r!(ins.a());
-                    frame.module.get_mut(&mut self.heap).vars[ins.bx()] = v;
+                    let module = frame!().module;
+                    module.get_mut(&mut self.heap).vars[ins.bx()] = v;
                 }
                 opc::GetUpval => {
-                    let cell = frame.closure.get(&self.heap).upvals[ins.b()];
+                    let cell = frame!().closure.get(&self.heap).upvals[ins.b()];
                     r!(ins.a()) = cell.get(&self.heap).value;
                 }
                 opc::SetUpval => {
-                    let cell = frame.closure.get(&self.heap).upvals[ins.b()];
+                    let cell = frame!().closure.get(&self.heap).upvals[ins.b()];
                     let v = r!(ins.a());
                     cell.get_mut(&mut self.heap).value = v;
                 }
@@ -661,7 +675,8 @@ impl Vm {
                 opc::Closure => {
                     save_pc!();
                     let child = proto.protos[ins.bx()];
-                    let c = vm!(self.make_closure(&frame, base, child));
+                    let f = *frame!();
+                    let c = vm!(self.make_closure(&f, base, child));
                     r!(ins.a()) = Value::Func(c);
                 }
                 opc::NewArray => {
@@ -756,7 +771,8 @@ impl Vm {
                 }
                 opc::NewStructType => {
                     save_pc!();
-                    let t = vm!(self.make_struct_type(&frame, proto, ins.bx()));
+                    let f = *frame!();
+                    let t = vm!(self.make_struct_type(&f, proto, ins.bx()));
                     r!(ins.a()) = Value::Type(t);
                 }
                 opc::AddMethod => {
@@ -811,7 +827,7 @@ impl Vm {
                     let m = vm!(crate::stdlib::std_module(self, ins.bx()));
                     r!(ins.a()) = Value::Module(m);
                 }
-                opc::GetModuleObj => r!(ins.a()) = Value::Module(frame.module),
+                opc::GetModuleObj => r!(ins.a()) = Value::Module(frame!().module),
                 opc::Spawn => {
                     save_pc!();
                     let v = vm!(self.spawn(base + ins.a(), ins.b()));
