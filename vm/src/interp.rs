@@ -89,7 +89,42 @@ impl Vm {
 
     /// Pushes a frame for `closure` whose callee slot is `callee` (absolute) with
     /// `nargs` arguments after it; the result will go to `ret`.
+    ///
+    /// The common call (exactly the declared arguments, no rest parameter, room on
+    /// the stack) is inlined into its callers; everything else is `push_frame_slow`.
+    #[inline(always)]
     pub(crate) fn push_frame(
+        &mut self,
+        closure: Gc<Closure>,
+        callee: usize,
+        nargs: usize,
+        ret: usize,
+    ) -> Result<(), Fault> {
+        let c = closure.get(&self.heap);
+        let (pid, consts, module) = (c.proto, c.consts, c.module);
+        let p = self.program.proto(pid);
+        let base = callee + 1;
+        if nargs == p.nparams as usize
+            && !p.has_rest
+            && self.frames.len() < self.settings.max_depth
+            && base + (p.max_regs as usize) < self.stack.len()
+        {
+            self.frames.push(Frame {
+                closure,
+                proto: pid,
+                consts,
+                module,
+                pc: 0,
+                base,
+                ret,
+            });
+            return Ok(());
+        }
+        self.push_frame_slow(closure, callee, nargs, ret)
+    }
+
+    #[inline(never)]
+    fn push_frame_slow(
         &mut self,
         closure: Gc<Closure>,
         callee: usize,
@@ -643,7 +678,14 @@ impl Vm {
                 opc::Call => {
                     save_pc!();
                     let a = base + ins.a();
-                    if vm!(self.call_value(a, ins.b(), a)) {
+                    let pushed = match r!(ins.a()) {
+                        Value::Func(c) => {
+                            vm!(self.push_frame(c, a, ins.b(), a));
+                            true
+                        }
+                        _ => vm!(self.call_value(a, ins.b(), a)),
+                    };
+                    if pushed {
                         reload!();
                         charge!(1);
                         if tiering && !proto.jit.is_dormant() {
@@ -665,11 +707,12 @@ impl Vm {
                     } else {
                         Value::Nil
                     };
-                    let done = self.frames.pop().expect("returning frame");
+                    let ret = frame!().ret;
+                    self.frames.pop();
                     if self.frames.len() <= stop {
                         return Ok(v);
                     }
-                    self.stack[done.ret] = v;
+                    self.stack[ret] = v;
                     reload!();
                 }
                 opc::Closure => {
