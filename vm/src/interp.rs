@@ -792,15 +792,36 @@ impl Vm {
                     }
                 }
                 opc::GetField => {
-                    save_pc!();
                     let o = r!(ins.b());
+                    if let Value::Struct(s) = o {
+                        let inst = s.get(&self.heap);
+                        let ty = inst.ty.get(&self.heap);
+                        let slot = ops::cached_field_slot(proto, ins.c(), ty);
+                        if let Some(&v) = slot.and_then(|i| inst.fields.get(i)) {
+                            r!(ins.a()) = v;
+                            continue;
+                        }
+                    }
+                    save_pc!();
                     let name = check!(const_name(proto, ins.c()));
                     let v = vm!(ops::get_field(self, o, name));
                     r!(ins.a()) = v;
                 }
                 opc::SetField => {
-                    save_pc!();
                     let (o, v) = (r!(ins.a()), r!(ins.c()));
+                    if let Value::Struct(s) = o {
+                        let ty = s.get(&self.heap).ty.get(&self.heap);
+                        // Annotated fields take the checked path.
+                        let slot = ops::cached_field_slot(proto, ins.b(), ty)
+                            .filter(|&i| matches!(ty.field_types.get(i), Some(None)));
+                        if let Some(slot) = slot {
+                            if let Some(f) = s.get_mut(&mut self.heap).fields.get_mut(slot) {
+                                *f = v;
+                                continue;
+                            }
+                        }
+                    }
+                    save_pc!();
                     let name = check!(const_name(proto, ins.b()));
                     vm!(ops::set_field(self, o, name, v));
                 }

@@ -3,6 +3,7 @@
 //! int/float cases and calls these for everything else.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use kiln_gc::Heap;
@@ -12,6 +13,7 @@ use crate::error::Fault;
 use crate::fault;
 use crate::interp::check_type;
 use crate::methods::{self, Method};
+use crate::program::{Constant, Proto};
 use crate::value::*;
 use crate::vm::Vm;
 
@@ -465,6 +467,31 @@ pub fn set_index(vm: &mut Vm, o: Value, i: Value, v: Value) -> Result<(), Fault>
         }
         other => Err(fault!("cannot index {}", other.type_name(&vm.heap))),
     }
+}
+
+/// The slot of the field named by constant `k` of `proto` in instances of `ty`, read
+/// from the constant's cache word when it last saw this struct declaration (the word is
+/// `key << 16 | slot`, and keys are never 0 in it); `None` when `ty` has no such field.
+#[inline(always)]
+pub fn cached_field_slot(proto: &Proto, k: usize, ty: &StructType) -> Option<usize> {
+    let cache = proto.field_cache.get(k)?;
+    let word = cache.load(Relaxed);
+    if word >> 16 == ty.key && word != 0 {
+        return Some((word & 0xFFFF) as usize);
+    }
+    field_slot_miss(proto, k, ty, cache)
+}
+
+#[inline(never)]
+fn field_slot_miss(proto: &Proto, k: usize, ty: &StructType, cache: &AtomicU64) -> Option<usize> {
+    let Constant::Str(name) = &proto.consts[k] else {
+        return None;
+    };
+    let slot = ty.field_index(name)?;
+    if ty.key != 0 && slot < 1 << 16 {
+        cache.store(ty.key << 16 | slot as u64, Relaxed);
+    }
+    Some(slot)
 }
 
 pub fn get_field(vm: &mut Vm, o: Value, n: &Arc<str>) -> Result<Value, Fault> {
