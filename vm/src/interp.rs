@@ -340,22 +340,38 @@ impl Vm {
         // `$int` returns `Some(value)` or `None` to defer to the full semantics (which
         // also produce the errors, e.g. integer division by zero). Each fast path stores
         // its own result, so the store is a tag byte and a payload, not a merged value.
+        // The operands are matched in place, not copied out, and the slow path reads
+        // them again, so no whole `Value` lives across the fast paths (it would be
+        // kept in memory).
         macro_rules! arith {
-            ($ins:expr, $rhs:expr, $int:expr, $float:expr, $op:expr) => {{
-                let (a, x, y) = ($ins.a(), r!($ins.b()), $rhs);
-                match (x, y) {
-                    (Value::Int(p), Value::Int(q)) => match $int(p, q) {
-                        Some(v) => r!(a) = v,
-                        None => {
-                            let v = vm!(ops::arith(self, $op, x, y));
+            ($ins:expr, reg, $int:expr, $float:expr, $op:expr) => {
+                arith!(@ $ins, r!($ins.c()), r!($ins.c()), Value, $int, $float, $op)
+            };
+            ($ins:expr, konst, $int:expr, $float:expr, $op:expr) => {
+                arith!(@ $ins, proto.consts[$ins.c()], konst!($ins.c()), Constant, $int, $float, $op)
+            };
+            // `$rhs` is the right operand's place (a register or a `Constant`, whose
+            // `Int` and `Float` variants `$kind` names), `$value` its `Value`.
+            (@ $ins:expr, $rhs:expr, $value:expr, $kind:ident, $int:expr, $float:expr, $op:expr) => {{
+                let a = $ins.a();
+                let done = match (&r!($ins.b()), &$rhs) {
+                    (Value::Int(p), $kind::Int(q)) => match $int(*p, *q) {
+                        Some(v) => {
                             r!(a) = v;
+                            true
                         }
+                        None => false,
                     },
-                    (Value::Float(p), Value::Float(q)) => r!(a) = Value::Float($float(p, q)),
-                    _ => {
-                        let v = vm!(ops::arith(self, $op, x, y));
-                        r!(a) = v;
+                    (Value::Float(p), $kind::Float(q)) => {
+                        r!(a) = Value::Float($float(*p, *q));
+                        true
                     }
+                    _ => false,
+                };
+                if !done {
+                    let (x, y) = (r!($ins.b()), $value);
+                    let v = vm!(ops::arith(self, $op, x, y));
+                    r!(a) = v;
                 }
             }};
         }
@@ -392,8 +408,7 @@ impl Vm {
                     let module = frame!().module.get(&self.heap);
                     let v = module.vars[ins.bx()];
                     if let Value::Undef = v {
-                        let name = module.names[ins.bx()].clone();
-                        throw!(Fault::Error(format!("`{name}` used before initialization")));
+                        throw!(uninitialized(module, ins.bx()));
                     }
                     r!(ins.a()) = v;
                 }
@@ -431,78 +446,72 @@ impl Vm {
                 }
                 opc::Add => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a: i64, b| Some(Value::Int(a.wrapping_add(b))),
                     |a, b| a + b,
                     ops::Arith::Add
                 ),
                 opc::Sub => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a: i64, b| Some(Value::Int(a.wrapping_sub(b))),
                     |a, b| a - b,
                     ops::Arith::Sub
                 ),
                 opc::Mul => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a: i64, b| Some(Value::Int(a.wrapping_mul(b))),
                     |a, b| a * b,
                     ops::Arith::Mul
                 ),
                 opc::AddK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a: i64, b| Some(Value::Int(a.wrapping_add(b))),
                     |a, b| a + b,
                     ops::Arith::Add
                 ),
                 opc::SubK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a: i64, b| Some(Value::Int(a.wrapping_sub(b))),
                     |a, b| a - b,
                     ops::Arith::Sub
                 ),
                 opc::MulK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a: i64, b| Some(Value::Int(a.wrapping_mul(b))),
                     |a, b| a * b,
                     ops::Arith::Mul
                 ),
-                opc::Div => arith!(ins, r!(ins.c()), float_div, |a, b| a / b, ops::Arith::Div),
-                opc::DivK => arith!(
-                    ins,
-                    konst!(ins.c()),
-                    float_div,
-                    |a, b| a / b,
-                    ops::Arith::Div
-                ),
+                opc::Div => arith!(ins, reg, float_div, |a, b| a / b, ops::Arith::Div),
+                opc::DivK => arith!(ins, konst, float_div, |a, b| a / b, ops::Arith::Div),
                 opc::Mod => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a, b| ops::int_mod(a, b).ok().map(Value::Int),
                     ops::float_mod,
                     ops::Arith::Mod
                 ),
                 opc::ModK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a, b| ops::int_mod(a, b).ok().map(Value::Int),
                     ops::float_mod,
                     ops::Arith::Mod
                 ),
                 opc::IDiv => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a, b| ops::int_floor_div(a, b).ok().map(Value::Int),
                     |a: f64, b: f64| (a / b).floor(),
                     ops::Arith::IDiv
                 ),
                 opc::IDivK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a, b| ops::int_floor_div(a, b).ok().map(Value::Int),
                     |a: f64, b: f64| (a / b).floor(),
                     ops::Arith::IDiv
@@ -526,20 +535,14 @@ impl Vm {
                     r!(ins.a()) = match r!(ins.b()) {
                         Value::Int(i) => Value::Int(i.wrapping_neg()),
                         Value::Float(f) => Value::Float(-f),
-                        other => throw!(Fault::Error(format!(
-                            "cannot negate {}",
-                            other.type_name(&self.heap)
-                        ))),
+                        other => throw!(type_error(&self.heap, "cannot negate", other)),
                     }
                 }
                 opc::Not => r!(ins.a()) = Value::Bool(!r!(ins.b()).truthy()),
                 opc::BNot => {
                     r!(ins.a()) = match r!(ins.b()) {
                         Value::Int(i) => Value::Int(!i),
-                        other => throw!(Fault::Error(format!(
-                            "cannot apply `~` to {}",
-                            other.type_name(&self.heap)
-                        ))),
+                        other => throw!(type_error(&self.heap, "cannot apply `~` to", other)),
                     }
                 }
                 opc::Eq => {
@@ -580,34 +583,34 @@ impl Vm {
                     jump_if!(eq == (ins.c() != 0))
                 }
                 opc::TestLt => {
-                    let lt = match (r!(ins.a()), r!(ins.b())) {
+                    let lt = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a < b,
                         (Value::Float(a), Value::Float(b)) => a < b,
-                        (a, b) => check!(ops::less(&self.heap, a, b)),
+                        (&a, &b) => check!(ops::less(&self.heap, a, b)),
                     };
                     jump_if!(lt == (ins.c() != 0))
                 }
                 opc::TestLe => {
-                    let le = match (r!(ins.a()), r!(ins.b())) {
+                    let le = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a <= b,
                         (Value::Float(a), Value::Float(b)) => a <= b,
-                        (a, b) => check!(ops::less_eq(&self.heap, a, b)),
+                        (&a, &b) => check!(ops::less_eq(&self.heap, a, b)),
                     };
                     jump_if!(le == (ins.c() != 0))
                 }
                 opc::TestGt => {
-                    let gt = match (r!(ins.a()), r!(ins.b())) {
+                    let gt = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a > b,
                         (Value::Float(a), Value::Float(b)) => a > b,
-                        (a, b) => check!(ops::greater(&self.heap, a, b)),
+                        (&a, &b) => check!(ops::greater(&self.heap, a, b)),
                     };
                     jump_if!(gt == (ins.c() != 0))
                 }
                 opc::TestGe => {
-                    let ge = match (r!(ins.a()), r!(ins.b())) {
+                    let ge = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a >= b,
                         (Value::Float(a), Value::Float(b)) => a >= b,
-                        (a, b) => check!(ops::greater_eq(&self.heap, a, b)),
+                        (&a, &b) => check!(ops::greater_eq(&self.heap, a, b)),
                     };
                     jump_if!(ge == (ins.c() != 0))
                 }
@@ -667,12 +670,7 @@ impl Vm {
                     let v = r!(ins.a());
                     match check_type(&self.heap, &check.ann.kind, check.ann.nilable, v) {
                         Some(v) => r!(ins.a()) = v,
-                        None => throw!(Fault::Error(format!(
-                            "{} expected {}, got {}",
-                            check.what,
-                            check.ann.describe(),
-                            v.type_name(&self.heap)
-                        ))),
+                        None => throw!(annotation_error(&self.heap, check, v)),
                     }
                 }
                 opc::Call => {
@@ -1094,6 +1092,31 @@ pub(crate) fn expects(
         format!("{required} to {params} arguments")
     };
     format!("{name} expects {expected}, got {got}")
+}
+
+/// `cannot negate str` and the like, out of the dispatch loop's way.
+#[cold]
+#[inline(never)]
+fn type_error(heap: &kiln_gc::Heap, what: &str, v: Value) -> Fault {
+    Fault::Error(format!("{what} {}", v.type_name(heap)))
+}
+
+/// A value that does not match its annotation.
+#[cold]
+#[inline(never)]
+fn annotation_error(heap: &kiln_gc::Heap, check: &crate::program::TypeCheck, v: Value) -> Fault {
+    let (what, want) = (&check.what, check.ann.describe());
+    Fault::Error(format!("{what} expected {want}, got {}", v.type_name(heap)))
+}
+
+/// A module variable read before its `let` ran.
+#[cold]
+#[inline(never)]
+fn uninitialized(module: &ModuleObj, var: usize) -> Fault {
+    Fault::Error(format!(
+        "`{}` used before initialization",
+        module.names[var]
+    ))
 }
 
 /// Int-by-int `/`: always a float.
