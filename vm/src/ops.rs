@@ -372,7 +372,7 @@ pub fn iter_next(vm: &mut Vm, slot: usize, two: bool) -> Result<bool, Fault> {
             };
             let next = ((chars as i64 + 1) << 32) | (off + c.len_utf8()) as i64;
             vm.stack[slot + 1] = Value::Int(next);
-            let cs = vm.new_string(c.to_string())?;
+            let cs = vm.char_string(c)?;
             (Value::Int(chars as i64), cs)
         }
         Value::Chan(c) => {
