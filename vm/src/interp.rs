@@ -693,6 +693,21 @@ impl Vm {
                 }
                 opc::CallMethod => {
                     save_pc!();
+                    // A struct's own method taking `self`: the receiver is already in
+                    // place as its first argument.
+                    if let Value::Struct(s) = r!(ins.a() + 1) {
+                        let ty = s.get(&self.heap).ty.get(&self.heap);
+                        if let Some(Value::Func(c)) = ops::cached_method(proto, ins.c(), ty) {
+                            if program.proto(c.get(&self.heap).proto).has_self {
+                                r!(ins.a()) = Value::Func(c);
+                                let a = base + ins.a();
+                                check!(self.push_frame(c, a, ins.b() + 1, a));
+                                reload!();
+                                charge!(1);
+                                continue;
+                            }
+                        }
+                    }
                     let name = check!(const_name(proto, ins.c()));
                     if vm!(ops::call_method(self, base + ins.a(), ins.b(), name)) {
                         reload!();

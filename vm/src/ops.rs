@@ -469,29 +469,62 @@ pub fn set_index(vm: &mut Vm, o: Value, i: Value, v: Value) -> Result<(), Fault>
     }
 }
 
-/// The slot of the field named by constant `k` of `proto` in instances of `ty`, read
-/// from the constant's cache word when it last saw this struct declaration (the word is
-/// `key << 16 | slot`, and keys are never 0 in it); `None` when `ty` has no such field.
+// A member cache word (`Proto::field_cache`) is `key << 16 | METHOD? | index`: the
+// struct declaration's key (never 0 in a word), whether the index is into the type's
+// methods rather than its fields, and the index (below 2^15).
+const METHOD: u64 = 1 << 15;
+const INDEX: u64 = METHOD - 1;
+
+/// The slot of the field named by constant `k` of `proto` in instances of `ty`, from
+/// the constant's cache word when it last saw this struct declaration; `None` when `ty`
+/// has no such field.
 #[inline(always)]
 pub fn cached_field_slot(proto: &Proto, k: usize, ty: &StructType) -> Option<usize> {
     let cache = proto.field_cache.get(k)?;
     let word = cache.load(Relaxed);
-    if word >> 16 == ty.key && word != 0 {
-        return Some((word & 0xFFFF) as usize);
+    if word >> 16 == ty.key && word & METHOD == 0 && word != 0 {
+        return Some((word & INDEX) as usize);
     }
-    field_slot_miss(proto, k, ty, cache)
+    let slot = ty.field_index(const_str(proto, k)?)?;
+    fill_member_cache(cache, ty, slot as u64)?;
+    Some(slot)
 }
 
-#[inline(never)]
-fn field_slot_miss(proto: &Proto, k: usize, ty: &StructType, cache: &AtomicU64) -> Option<usize> {
-    let Constant::Str(name) = &proto.consts[k] else {
-        return None;
-    };
-    let slot = ty.field_index(name)?;
-    if ty.key != 0 && slot < 1 << 16 {
-        cache.store(ty.key << 16 | slot as u64, Relaxed);
+/// The method named by constant `k` of `proto` of `ty`, like [`cached_field_slot`].
+/// Methods are only ever appended to a type, so an index stays valid; a hit is still
+/// confirmed by the name (methods of one declaration added in another order).
+#[inline(always)]
+pub fn cached_method(proto: &Proto, k: usize, ty: &StructType) -> Option<Value> {
+    let cache = proto.field_cache.get(k)?;
+    let name = const_str(proto, k)?;
+    let word = cache.load(Relaxed);
+    if word >> 16 == ty.key && word & METHOD != 0 && word != 0 {
+        if let Some((n, m)) = ty.methods.get((word & INDEX) as usize) {
+            if Arc::ptr_eq(n, name) {
+                return Some(*m);
+            }
+        }
     }
-    Some(slot)
+    let i = find_name(ty.methods.iter().map(|(n, _)| &**n), name)?;
+    let m = ty.methods[i].1;
+    fill_member_cache(cache, ty, METHOD | i as u64);
+    Some(m)
+}
+
+fn const_str(proto: &Proto, k: usize) -> Option<&Arc<str>> {
+    match proto.consts.get(k)? {
+        Constant::Str(name) => Some(name),
+        _ => None,
+    }
+}
+
+/// Stores a member's index for `ty` (nothing for uncacheable types or huge indexes);
+/// `Some` either way, so callers can chain it.
+fn fill_member_cache(cache: &AtomicU64, ty: &StructType, index: u64) -> Option<()> {
+    if ty.key != 0 && index & !METHOD <= INDEX {
+        cache.store(ty.key << 16 | index, Relaxed);
+    }
+    Some(())
 }
 
 pub fn get_field(vm: &mut Vm, o: Value, n: &Arc<str>) -> Result<Value, Fault> {
