@@ -545,11 +545,9 @@ impl Vm {
                         other => throw!(type_error(&self.heap, "cannot apply `~` to", other)),
                     }
                 }
-                opc::Eq => {
-                    r!(ins.a()) = Value::Bool(ops::equal(&self.heap, r!(ins.b()), r!(ins.c())))
-                }
+                opc::Eq => r!(ins.a()) = Value::Bool(equal(&self.heap, &r!(ins.b()), &r!(ins.c()))),
                 opc::Ne => {
-                    r!(ins.a()) = Value::Bool(!ops::equal(&self.heap, r!(ins.b()), r!(ins.c())))
+                    r!(ins.a()) = Value::Bool(!equal(&self.heap, &r!(ins.b()), &r!(ins.c())))
                 }
                 opc::Lt => {
                     let b = check!(ops::less(&self.heap, r!(ins.b()), r!(ins.c())));
@@ -579,7 +577,7 @@ impl Vm {
                 }
                 opc::Test => jump_if!(r!(ins.a()).truthy() == (ins.c() != 0)),
                 opc::TestEq => {
-                    let eq = ops::equal(&self.heap, r!(ins.a()), r!(ins.b()));
+                    let eq = equal(&self.heap, &r!(ins.a()), &r!(ins.b()));
                     jump_if!(eq == (ins.c() != 0))
                 }
                 opc::TestLt => {
@@ -840,9 +838,8 @@ impl Vm {
                 }
                 opc::NewStruct => {
                     save_pc!();
-                    let shape = proto.shapes[ins.c()].clone();
                     let (a, b) = (base + ins.a(), base + ins.b());
-                    if vm!(ops::new_struct(self, a, b, &shape)) {
+                    if vm!(ops::new_struct(self, a, b, &proto.shapes[ins.c()])) {
                         reload!();
                     }
                 }
@@ -1107,6 +1104,17 @@ pub(crate) fn expects(
         format!("{required} to {params} arguments")
     };
     format!("{name} expects {expected}, got {got}")
+}
+
+/// `==`, with the comparisons with nil (`node.left == nil`) and of ints decided inline.
+#[inline(always)]
+fn equal(heap: &kiln_gc::Heap, a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Nil, Value::Nil) => true,
+        (Value::Nil, _) | (_, Value::Nil) => false,
+        _ => ops::equal(heap, *a, *b),
+    }
 }
 
 /// `cannot negate str` and the like, out of the dispatch loop's way.

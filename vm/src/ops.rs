@@ -643,8 +643,13 @@ pub fn new_struct(vm: &mut Vm, a: usize, b: usize, shape: &[Arc<str>]) -> Result
         .map(|&d| if d { Value::Undef } else { Value::Nil })
         .collect();
     for (j, fname) in shape.iter().enumerate() {
-        let Some(i) = t.field_index(fname) else {
-            return Err(fault!("unknown field `{fname}` for struct {}", t.name));
+        // Literals usually list the fields in declaration order.
+        let i = match t.fields.get(j) {
+            Some(f) if Arc::ptr_eq(f, fname) => j,
+            _ => match t.field_index(fname) {
+                Some(i) => i,
+                None => return Err(fault!("unknown field `{fname}` for struct {}", t.name)),
+            },
         };
         let v = vm.stack[b + 1 + j];
         fields[i] = match &t.field_types[i] {
