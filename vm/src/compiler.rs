@@ -1215,6 +1215,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
     /// Pops the current function and adds its proto to the program.
     fn finish_func(&mut self) -> ProtoId {
         let f = self.funcs.pop().expect("function stack");
+        let field_cache = f.consts.iter().map(|_| Default::default()).collect();
         let proto = Proto {
             name: f.name,
             code: f.code,
@@ -1234,6 +1235,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
             source: self.source.clone(),
             span: f.span,
             jit: Default::default(),
+            field_cache,
         };
         let program = &mut self.loader.program;
         program.protos.push(proto);

@@ -89,7 +89,42 @@ impl Vm {
 
     /// Pushes a frame for `closure` whose callee slot is `callee` (absolute) with
     /// `nargs` arguments after it; the result will go to `ret`.
+    ///
+    /// The common call (exactly the declared arguments, no rest parameter, room on
+    /// the stack) is inlined into its callers; everything else is `push_frame_slow`.
+    #[inline(always)]
     pub(crate) fn push_frame(
+        &mut self,
+        closure: Gc<Closure>,
+        callee: usize,
+        nargs: usize,
+        ret: usize,
+    ) -> Result<(), Fault> {
+        let c = closure.get(&self.heap);
+        let (pid, consts, module) = (c.proto, c.consts, c.module);
+        let p = self.program.proto(pid);
+        let base = callee + 1;
+        if nargs == p.nparams as usize
+            && !p.has_rest
+            && self.frames.len() < self.settings.max_depth
+            && base + (p.max_regs as usize) < self.stack.len()
+        {
+            self.frames.push(Frame {
+                closure,
+                proto: pid,
+                consts,
+                module,
+                pc: 0,
+                base,
+                ret,
+            });
+            return Ok(());
+        }
+        self.push_frame_slow(closure, callee, nargs, ret)
+    }
+
+    #[inline(never)]
+    fn push_frame_slow(
         &mut self,
         closure: Gc<Closure>,
         callee: usize,
@@ -198,15 +233,27 @@ impl Vm {
     fn dispatch(&mut self, stop: usize) -> Result<Value, Fault> {
         let program = self.program.clone();
         let program: &Program = &program;
-        let mut frame = *self.frames.last().expect("dispatch needs a frame");
-        let mut proto: &Proto = program.proto(frame.proto);
+        // Only what every instruction needs lives in locals (fewer values for the
+        // register allocator to juggle); the rest of the frame is read when needed.
+        let top = *self.frames.last().expect("dispatch needs a frame");
+        let mut proto: &Proto = program.proto(top.proto);
         let mut code: &[Instr] = &proto.code;
-        let mut pc = frame.pc;
-        let mut base = frame.base;
+        let mut pc = top.pc;
+        let mut base = top.base;
+        // The current frame's registers. A local slice keeps the stack's address and
+        // length in machine registers instead of reloading them from `self` at every
+        // access; anything that needs the whole `Vm` goes through `vm!`, which takes the
+        // window again afterwards (the stack may have grown and moved).
+        let mut win: &mut [Value] = &mut self.stack[base..];
 
         macro_rules! r {
             ($i:expr) => {
-                self.stack[base + $i]
+                win[$i]
+            };
+        }
+        macro_rules! rewin {
+            () => {
+                win = &mut self.stack[base..]
             };
         }
         macro_rules! save_pc {
@@ -228,13 +275,27 @@ impl Vm {
                 }
             };
         }
+        // A fallible operation that needs the whole `Vm`.
+        macro_rules! vm {
+            ($e:expr) => {{
+                let v = check!($e);
+                rewin!();
+                v
+            }};
+        }
+        macro_rules! frame {
+            () => {
+                self.frames.last().expect("frame")
+            };
+        }
         macro_rules! reload {
             () => {{
-                frame = *self.frames.last().expect("frame");
-                proto = program.proto(frame.proto);
+                let f = frame!();
+                proto = program.proto(f.proto);
                 code = &proto.code;
-                pc = frame.pc;
-                base = frame.base;
+                pc = f.pc;
+                base = f.base;
+                rewin!();
             }};
         }
         // Counts a call or back-edge of the top frame and runs its compiled code if it
@@ -242,7 +303,7 @@ impl Vm {
         macro_rules! tier_enter {
             ($weight:expr) => {{
                 match check!(self.tier_enter($weight)) {
-                    Entered::No => {}
+                    Entered::No => rewin!(),
                     Entered::Returned(v, ret) => {
                         if self.frames.len() <= stop {
                             return Ok(v);
@@ -262,7 +323,7 @@ impl Vm {
                 self.fuel -= $steps as i64;
                 if self.fuel <= 0 {
                     save_pc!();
-                    check!(self.refuel());
+                    vm!(self.refuel());
                 }
             }};
         }
@@ -272,24 +333,46 @@ impl Vm {
                 match proto.consts[$i] {
                     Constant::Int(i) => Value::Int(i),
                     Constant::Float(f) => Value::Float(f),
-                    Constant::Str(_) => frame.consts.get(&self.heap).values[$i],
+                    Constant::Str(_) => frame!().consts.get(&self.heap).values[$i],
                 }
             };
         }
         // `$int` returns `Some(value)` or `None` to defer to the full semantics (which
-        // also produce the errors, e.g. integer division by zero).
+        // also produce the errors, e.g. integer division by zero). Each fast path stores
+        // its own result, so the store is a tag byte and a payload, not a merged value.
+        // The operands are matched in place, not copied out, and the slow path reads
+        // them again, so no whole `Value` lives across the fast paths (it would be
+        // kept in memory).
         macro_rules! arith {
-            ($ins:expr, $rhs:expr, $int:expr, $float:expr, $op:expr) => {{
-                let (x, y) = (r!($ins.b()), $rhs);
-                let fast = match (x, y) {
-                    (Value::Int(a), Value::Int(b)) => $int(a, b),
-                    (Value::Float(a), Value::Float(b)) => Some(Value::Float($float(a, b))),
-                    _ => None,
+            ($ins:expr, reg, $int:expr, $float:expr, $op:expr) => {
+                arith!(@ $ins, r!($ins.c()), r!($ins.c()), Value, $int, $float, $op)
+            };
+            ($ins:expr, konst, $int:expr, $float:expr, $op:expr) => {
+                arith!(@ $ins, proto.consts[$ins.c()], konst!($ins.c()), Constant, $int, $float, $op)
+            };
+            // `$rhs` is the right operand's place (a register or a `Constant`, whose
+            // `Int` and `Float` variants `$kind` names), `$value` its `Value`.
+            (@ $ins:expr, $rhs:expr, $value:expr, $kind:ident, $int:expr, $float:expr, $op:expr) => {{
+                let a = $ins.a();
+                let done = match (&r!($ins.b()), &$rhs) {
+                    (Value::Int(p), $kind::Int(q)) => match $int(*p, *q) {
+                        Some(v) => {
+                            r!(a) = v;
+                            true
+                        }
+                        None => false,
+                    },
+                    (Value::Float(p), $kind::Float(q)) => {
+                        r!(a) = Value::Float($float(*p, *q));
+                        true
+                    }
+                    _ => false,
                 };
-                r!($ins.a()) = match fast {
-                    Some(v) => v,
-                    None => check!(ops::arith(self, $op, x, y)),
-                };
+                if !done {
+                    let (x, y) = (r!($ins.b()), $value);
+                    let v = vm!(ops::arith(self, $op, x, y));
+                    r!(a) = v;
+                }
             }};
         }
         macro_rules! jump_if {
@@ -317,31 +400,35 @@ impl Vm {
                 }
                 opc::LoadTrue => r!(ins.a()) = Value::Bool(true),
                 opc::LoadFalse => r!(ins.a()) = Value::Bool(false),
-                opc::LoadBuiltin => r!(ins.a()) = check!(self.builtin(ins.bx())),
+                opc::LoadBuiltin => {
+                    let v = vm!(self.builtin(ins.bx()));
+                    r!(ins.a()) = v;
+                }
                 opc::GetModule => {
-                    let v = frame.module.get(&self.heap).vars[ins.bx()];
+                    let module = frame!().module.get(&self.heap);
+                    let v = module.vars[ins.bx()];
                     if let Value::Undef = v {
-                        let name = frame.module.get(&self.heap).names[ins.bx()].clone();
-                        throw!(Fault::Error(format!("`{name}` used before initialization")));
+                        throw!(uninitialized(module, ins.bx()));
                     }
                     r!(ins.a()) = v;
                 }
                 opc::SetModule => {
                     let v = r!(ins.a());
-                    frame.module.get_mut(&mut self.heap).vars[ins.bx()] = v;
+                    let module = frame!().module;
+                    module.get_mut(&mut self.heap).vars[ins.bx()] = v;
                 }
                 opc::GetUpval => {
-                    let cell = frame.closure.get(&self.heap).upvals[ins.b()];
+                    let cell = frame!().closure.get(&self.heap).upvals[ins.b()];
                     r!(ins.a()) = cell.get(&self.heap).value;
                 }
                 opc::SetUpval => {
-                    let cell = frame.closure.get(&self.heap).upvals[ins.b()];
+                    let cell = frame!().closure.get(&self.heap).upvals[ins.b()];
                     let v = r!(ins.a());
                     cell.get_mut(&mut self.heap).value = v;
                 }
                 opc::NewCell => {
                     let v = r!(ins.a());
-                    let c = check!(self.alloc(Cell { value: v }));
+                    let c = vm!(self.alloc(Cell { value: v }));
                     r!(ins.a()) = Value::Cell(c);
                 }
                 opc::GetCell => {
@@ -359,78 +446,72 @@ impl Vm {
                 }
                 opc::Add => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a: i64, b| Some(Value::Int(a.wrapping_add(b))),
                     |a, b| a + b,
                     ops::Arith::Add
                 ),
                 opc::Sub => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a: i64, b| Some(Value::Int(a.wrapping_sub(b))),
                     |a, b| a - b,
                     ops::Arith::Sub
                 ),
                 opc::Mul => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a: i64, b| Some(Value::Int(a.wrapping_mul(b))),
                     |a, b| a * b,
                     ops::Arith::Mul
                 ),
                 opc::AddK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a: i64, b| Some(Value::Int(a.wrapping_add(b))),
                     |a, b| a + b,
                     ops::Arith::Add
                 ),
                 opc::SubK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a: i64, b| Some(Value::Int(a.wrapping_sub(b))),
                     |a, b| a - b,
                     ops::Arith::Sub
                 ),
                 opc::MulK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a: i64, b| Some(Value::Int(a.wrapping_mul(b))),
                     |a, b| a * b,
                     ops::Arith::Mul
                 ),
-                opc::Div => arith!(ins, r!(ins.c()), float_div, |a, b| a / b, ops::Arith::Div),
-                opc::DivK => arith!(
-                    ins,
-                    konst!(ins.c()),
-                    float_div,
-                    |a, b| a / b,
-                    ops::Arith::Div
-                ),
+                opc::Div => arith!(ins, reg, float_div, |a, b| a / b, ops::Arith::Div),
+                opc::DivK => arith!(ins, konst, float_div, |a, b| a / b, ops::Arith::Div),
                 opc::Mod => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a, b| ops::int_mod(a, b).ok().map(Value::Int),
                     ops::float_mod,
                     ops::Arith::Mod
                 ),
                 opc::ModK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a, b| ops::int_mod(a, b).ok().map(Value::Int),
                     ops::float_mod,
                     ops::Arith::Mod
                 ),
                 opc::IDiv => arith!(
                     ins,
-                    r!(ins.c()),
+                    reg,
                     |a, b| ops::int_floor_div(a, b).ok().map(Value::Int),
                     |a: f64, b: f64| (a / b).floor(),
                     ops::Arith::IDiv
                 ),
                 opc::IDivK => arith!(
                     ins,
-                    konst!(ins.c()),
+                    konst,
                     |a, b| ops::int_floor_div(a, b).ok().map(Value::Int),
                     |a: f64, b: f64| (a / b).floor(),
                     ops::Arith::IDiv
@@ -442,37 +523,31 @@ impl Vm {
                         konst!(ins.c())
                     };
                     let x = r!(ins.b());
-                    r!(ins.a()) = check!(ops::arith(self, ops::Arith::Pow, x, y));
+                    let v = vm!(ops::arith(self, ops::Arith::Pow, x, y));
+                    r!(ins.a()) = v;
                 }
                 opc::BAnd | opc::BOr | opc::BXor | opc::Shl | opc::Shr => {
                     let (x, y) = (r!(ins.b()), r!(ins.c()));
-                    r!(ins.a()) = check!(ops::bitwise(self, ins.op_byte(), x, y));
+                    let v = vm!(ops::bitwise(self, ins.op_byte(), x, y));
+                    r!(ins.a()) = v;
                 }
                 opc::Unm => {
                     r!(ins.a()) = match r!(ins.b()) {
                         Value::Int(i) => Value::Int(i.wrapping_neg()),
                         Value::Float(f) => Value::Float(-f),
-                        other => throw!(Fault::Error(format!(
-                            "cannot negate {}",
-                            other.type_name(&self.heap)
-                        ))),
+                        other => throw!(type_error(&self.heap, "cannot negate", other)),
                     }
                 }
                 opc::Not => r!(ins.a()) = Value::Bool(!r!(ins.b()).truthy()),
                 opc::BNot => {
                     r!(ins.a()) = match r!(ins.b()) {
                         Value::Int(i) => Value::Int(!i),
-                        other => throw!(Fault::Error(format!(
-                            "cannot apply `~` to {}",
-                            other.type_name(&self.heap)
-                        ))),
+                        other => throw!(type_error(&self.heap, "cannot apply `~` to", other)),
                     }
                 }
-                opc::Eq => {
-                    r!(ins.a()) = Value::Bool(ops::equal(&self.heap, r!(ins.b()), r!(ins.c())))
-                }
+                opc::Eq => r!(ins.a()) = Value::Bool(equal(&self.heap, &r!(ins.b()), &r!(ins.c()))),
                 opc::Ne => {
-                    r!(ins.a()) = Value::Bool(!ops::equal(&self.heap, r!(ins.b()), r!(ins.c())))
+                    r!(ins.a()) = Value::Bool(!equal(&self.heap, &r!(ins.b()), &r!(ins.c())))
                 }
                 opc::Lt => {
                     let b = check!(ops::less(&self.heap, r!(ins.b()), r!(ins.c())));
@@ -502,38 +577,38 @@ impl Vm {
                 }
                 opc::Test => jump_if!(r!(ins.a()).truthy() == (ins.c() != 0)),
                 opc::TestEq => {
-                    let eq = ops::equal(&self.heap, r!(ins.a()), r!(ins.b()));
+                    let eq = equal(&self.heap, &r!(ins.a()), &r!(ins.b()));
                     jump_if!(eq == (ins.c() != 0))
                 }
                 opc::TestLt => {
-                    let lt = match (r!(ins.a()), r!(ins.b())) {
+                    let lt = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a < b,
                         (Value::Float(a), Value::Float(b)) => a < b,
-                        (a, b) => check!(ops::less(&self.heap, a, b)),
+                        (&a, &b) => check!(ops::less(&self.heap, a, b)),
                     };
                     jump_if!(lt == (ins.c() != 0))
                 }
                 opc::TestLe => {
-                    let le = match (r!(ins.a()), r!(ins.b())) {
+                    let le = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a <= b,
                         (Value::Float(a), Value::Float(b)) => a <= b,
-                        (a, b) => check!(ops::less_eq(&self.heap, a, b)),
+                        (&a, &b) => check!(ops::less_eq(&self.heap, a, b)),
                     };
                     jump_if!(le == (ins.c() != 0))
                 }
                 opc::TestGt => {
-                    let gt = match (r!(ins.a()), r!(ins.b())) {
+                    let gt = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a > b,
                         (Value::Float(a), Value::Float(b)) => a > b,
-                        (a, b) => check!(ops::greater(&self.heap, a, b)),
+                        (&a, &b) => check!(ops::greater(&self.heap, a, b)),
                     };
                     jump_if!(gt == (ins.c() != 0))
                 }
                 opc::TestGe => {
-                    let ge = match (r!(ins.a()), r!(ins.b())) {
+                    let ge = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a >= b,
                         (Value::Float(a), Value::Float(b)) => a >= b,
-                        (a, b) => check!(ops::greater_eq(&self.heap, a, b)),
+                        (&a, &b) => check!(ops::greater_eq(&self.heap, a, b)),
                     };
                     jump_if!(ge == (ins.c() != 0))
                 }
@@ -579,7 +654,7 @@ impl Vm {
                 opc::IterNext1 | opc::IterNext2 => {
                     let a = ins.a();
                     let two = ins.op_byte() == opc::IterNext2;
-                    if !check!(ops::iter_next(self, base + a, two)) {
+                    if !vm!(ops::iter_next(self, base + a, two)) {
                         pc = (pc as isize + ins.sbx()) as usize;
                     }
                 }
@@ -591,20 +666,22 @@ impl Vm {
                 opc::CheckType => {
                     let check = &proto.type_checks[ins.bx()];
                     let v = r!(ins.a());
-                    match check_type(self, &check.ann.kind, check.ann.nilable, v) {
+                    match check_type(&self.heap, &check.ann.kind, check.ann.nilable, v) {
                         Some(v) => r!(ins.a()) = v,
-                        None => throw!(Fault::Error(format!(
-                            "{} expected {}, got {}",
-                            check.what,
-                            check.ann.describe(),
-                            v.type_name(&self.heap)
-                        ))),
+                        None => throw!(annotation_error(&self.heap, check, v)),
                     }
                 }
                 opc::Call => {
                     save_pc!();
                     let a = base + ins.a();
-                    if check!(self.call_value(a, ins.b(), a)) {
+                    let pushed = match r!(ins.a()) {
+                        Value::Func(c) => {
+                            vm!(self.push_frame(c, a, ins.b(), a));
+                            true
+                        }
+                        _ => vm!(self.call_value(a, ins.b(), a)),
+                    };
+                    if pushed {
                         reload!();
                         charge!(1);
                         if tiering && !proto.jit.is_dormant() {
@@ -614,8 +691,23 @@ impl Vm {
                 }
                 opc::CallMethod => {
                     save_pc!();
+                    // A struct's own method taking `self`: the receiver is already in
+                    // place as its first argument.
+                    if let Value::Struct(s) = r!(ins.a() + 1) {
+                        let ty = s.get(&self.heap).ty.get(&self.heap);
+                        if let Some(Value::Func(c)) = ops::cached_method(proto, ins.c(), ty) {
+                            if program.proto(c.get(&self.heap).proto).has_self {
+                                r!(ins.a()) = Value::Func(c);
+                                let a = base + ins.a();
+                                check!(self.push_frame(c, a, ins.b() + 1, a));
+                                reload!();
+                                charge!(1);
+                                continue;
+                            }
+                        }
+                    }
                     let name = check!(const_name(proto, ins.c()));
-                    if check!(ops::call_method(self, base + ins.a(), ins.b(), name)) {
+                    if vm!(ops::call_method(self, base + ins.a(), ins.b(), name)) {
                         reload!();
                         charge!(1);
                     }
@@ -626,36 +718,39 @@ impl Vm {
                     } else {
                         Value::Nil
                     };
-                    let done = self.frames.pop().expect("returning frame");
+                    let ret = frame!().ret;
+                    self.frames.pop();
                     if self.frames.len() <= stop {
                         return Ok(v);
                     }
-                    self.stack[done.ret] = v;
+                    self.stack[ret] = v;
                     reload!();
                 }
                 opc::Closure => {
                     save_pc!();
                     let child = proto.protos[ins.bx()];
-                    let c = check!(self.make_closure(&frame, base, child));
+                    let f = *frame!();
+                    let c = vm!(self.make_closure(&f, base, child));
                     r!(ins.a()) = Value::Func(c);
                 }
                 opc::NewArray => {
                     let (b, n) = (base + ins.b(), ins.c());
                     let items = self.stack[b..b + n].to_vec();
-                    r!(ins.a()) = check!(self.new_array(items));
+                    let v = vm!(self.new_array(items));
+                    r!(ins.a()) = v;
                 }
                 opc::ArrayExtend => {
-                    let (b, n) = (base + ins.b(), ins.c());
+                    let (b, n) = (ins.b(), ins.c());
                     let Value::Array(arr) = r!(ins.a()) else {
                         throw!(Fault::Error("internal error: expected an array".into()))
                     };
-                    check!(self.grow_array(arr, n));
-                    let items = &self.stack[b..b + n];
+                    vm!(self.grow_array(arr, n));
+                    let items = &win[b..b + n];
                     arr.get_mut(&mut self.heap).items.extend_from_slice(items);
                 }
                 opc::NewMap | opc::MapExtend => {
                     save_pc!();
-                    let v = check!(ops::map_literal(self, ins, base));
+                    let v = vm!(ops::map_literal(self, ins, base));
                     if ins.op_byte() == opc::NewMap {
                         r!(ins.a()) = v;
                     }
@@ -664,7 +759,7 @@ impl Vm {
                     save_pc!();
                     let (s, e) = (r!(ins.b()), r!(ins.c()));
                     let (start, end, _) = check!(ops::range_ints(&self.heap, s, e, Value::Int(1)));
-                    let g = check!(self.alloc(Range {
+                    let g = vm!(self.alloc(Range {
                         start,
                         end,
                         step: 1,
@@ -684,7 +779,7 @@ impl Vm {
                         }
                         _ => {
                             save_pc!();
-                            check!(ops::get_index(self, o, i))
+                            vm!(ops::get_index(self, o, i))
                         }
                     };
                 }
@@ -703,37 +798,55 @@ impl Vm {
                         }
                         _ => {
                             save_pc!();
-                            check!(ops::set_index(self, o, i, v))
+                            vm!(ops::set_index(self, o, i, v))
                         }
                     }
                 }
                 opc::GetField => {
-                    save_pc!();
                     let o = r!(ins.b());
-                    r!(ins.a()) =
-                        check!(ops::get_field(self, o, check!(const_name(proto, ins.c()))));
+                    if let Value::Struct(s) = o {
+                        let inst = s.get(&self.heap);
+                        let ty = inst.ty.get(&self.heap);
+                        let slot = ops::cached_field_slot(proto, ins.c(), ty);
+                        if let Some(&v) = slot.and_then(|i| inst.fields.get(i)) {
+                            r!(ins.a()) = v;
+                            continue;
+                        }
+                    }
+                    save_pc!();
+                    let name = check!(const_name(proto, ins.c()));
+                    let v = vm!(ops::get_field(self, o, name));
+                    r!(ins.a()) = v;
                 }
                 opc::SetField => {
-                    save_pc!();
                     let (o, v) = (r!(ins.a()), r!(ins.c()));
-                    check!(ops::set_field(
-                        self,
-                        o,
-                        check!(const_name(proto, ins.b())),
-                        v
-                    ));
+                    if let Value::Struct(s) = o {
+                        let ty = s.get(&self.heap).ty.get(&self.heap);
+                        // Annotated fields take the checked path.
+                        let slot = ops::cached_field_slot(proto, ins.b(), ty)
+                            .filter(|&i| matches!(ty.field_types.get(i), Some(None)));
+                        if let Some(slot) = slot {
+                            if let Some(f) = s.get_mut(&mut self.heap).fields.get_mut(slot) {
+                                *f = v;
+                                continue;
+                            }
+                        }
+                    }
+                    save_pc!();
+                    let name = check!(const_name(proto, ins.b()));
+                    vm!(ops::set_field(self, o, name, v));
                 }
                 opc::NewStruct => {
                     save_pc!();
-                    let shape = proto.shapes[ins.c()].clone();
                     let (a, b) = (base + ins.a(), base + ins.b());
-                    if check!(ops::new_struct(self, a, b, &shape)) {
+                    if vm!(ops::new_struct(self, a, b, &proto.shapes[ins.c()])) {
                         reload!();
                     }
                 }
                 opc::NewStructType => {
                     save_pc!();
-                    let t = check!(self.make_struct_type(&frame, proto, ins.bx()));
+                    let f = *frame!();
+                    let t = vm!(self.make_struct_type(&f, proto, ins.bx()));
                     r!(ins.a()) = Value::Type(t);
                 }
                 opc::AddMethod => {
@@ -746,7 +859,8 @@ impl Vm {
                 opc::Concat => {
                     save_pc!();
                     let s = check!(self.concat(base + ins.b(), ins.c()));
-                    r!(ins.a()) = check!(self.new_string(s));
+                    let v = vm!(self.new_string(s));
+                    r!(ins.a()) = v;
                 }
                 opc::Throw => throw!(Fault::Throw(r!(ins.a()))),
                 opc::PushHandler => {
@@ -768,10 +882,10 @@ impl Vm {
                 }
                 opc::ImportModule => {
                     save_pc!();
-                    let m = check!(self.module_obj(crate::program::ModuleId(ins.bx() as u32)));
+                    let m = vm!(self.module_obj(crate::program::ModuleId(ins.bx() as u32)));
                     let a = base + ins.a();
                     if m.get(&self.heap).started {
-                        self.stack[a] = Value::Module(m);
+                        r!(ins.a()) = Value::Module(m);
                     } else {
                         let id = m.get(&self.heap).id.expect("file module");
                         let main = program.module(id).main;
@@ -784,13 +898,14 @@ impl Vm {
                 }
                 opc::ImportStd => {
                     save_pc!();
-                    let m = check!(crate::stdlib::std_module(self, ins.bx()));
+                    let m = vm!(crate::stdlib::std_module(self, ins.bx()));
                     r!(ins.a()) = Value::Module(m);
                 }
-                opc::GetModuleObj => r!(ins.a()) = Value::Module(frame.module),
+                opc::GetModuleObj => r!(ins.a()) = Value::Module(frame!().module),
                 opc::Spawn => {
                     save_pc!();
-                    r!(ins.a()) = check!(self.spawn(base + ins.a(), ins.b()));
+                    let v = vm!(self.spawn(base + ins.a(), ins.b()));
+                    r!(ins.a()) = v;
                 }
                 other => throw!(Fault::Error(format!("internal error: bad opcode {other}"))),
             }
@@ -932,7 +1047,12 @@ enum Entered {
 }
 
 /// Checks `v` against an annotation; returns the (possibly converted) value.
-pub(crate) fn check_type(vm: &Vm, kind: &TypeKind, nilable: bool, v: Value) -> Option<Value> {
+pub(crate) fn check_type(
+    heap: &kiln_gc::Heap,
+    kind: &TypeKind,
+    nilable: bool,
+    v: Value,
+) -> Option<Value> {
     if nilable && matches!(v, Value::Nil) {
         return Some(v);
     }
@@ -946,9 +1066,7 @@ pub(crate) fn check_type(vm: &Vm, kind: &TypeKind, nilable: bool, v: Value) -> O
         (TypeKind::Array, Value::Array(_)) => true,
         (TypeKind::Map, Value::Map(_)) => true,
         (TypeKind::Fn, Value::Func(_) | Value::Native(_)) => true,
-        (TypeKind::Struct(name), Value::Struct(s)) => {
-            *s.get(&vm.heap).ty.get(&vm.heap).name == **name
-        }
+        (TypeKind::Struct(name), Value::Struct(s)) => *s.get(heap).ty.get(heap).name == **name,
         _ => false,
     };
     ok.then_some(v)
@@ -986,6 +1104,42 @@ pub(crate) fn expects(
         format!("{required} to {params} arguments")
     };
     format!("{name} expects {expected}, got {got}")
+}
+
+/// `==`, with the comparisons with nil (`node.left == nil`) and of ints decided inline.
+#[inline(always)]
+fn equal(heap: &kiln_gc::Heap, a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Nil, Value::Nil) => true,
+        (Value::Nil, _) | (_, Value::Nil) => false,
+        _ => ops::equal(heap, *a, *b),
+    }
+}
+
+/// `cannot negate str` and the like, out of the dispatch loop's way.
+#[cold]
+#[inline(never)]
+fn type_error(heap: &kiln_gc::Heap, what: &str, v: Value) -> Fault {
+    Fault::Error(format!("{what} {}", v.type_name(heap)))
+}
+
+/// A value that does not match its annotation.
+#[cold]
+#[inline(never)]
+fn annotation_error(heap: &kiln_gc::Heap, check: &crate::program::TypeCheck, v: Value) -> Fault {
+    let (what, want) = (&check.what, check.ann.describe());
+    Fault::Error(format!("{what} expected {want}, got {}", v.type_name(heap)))
+}
+
+/// A module variable read before its `let` ran.
+#[cold]
+#[inline(never)]
+fn uninitialized(module: &ModuleObj, var: usize) -> Fault {
+    Fault::Error(format!(
+        "`{}` used before initialization",
+        module.names[var]
+    ))
 }
 
 /// Int-by-int `/`: always a float.

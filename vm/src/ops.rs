@@ -3,6 +3,7 @@
 //! int/float cases and calls these for everything else.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use kiln_gc::Heap;
@@ -12,6 +13,7 @@ use crate::error::Fault;
 use crate::fault;
 use crate::interp::check_type;
 use crate::methods::{self, Method};
+use crate::program::{Constant, Proto};
 use crate::value::*;
 use crate::vm::Vm;
 
@@ -370,7 +372,7 @@ pub fn iter_next(vm: &mut Vm, slot: usize, two: bool) -> Result<bool, Fault> {
             };
             let next = ((chars as i64 + 1) << 32) | (off + c.len_utf8()) as i64;
             vm.stack[slot + 1] = Value::Int(next);
-            let cs = vm.new_string(c.to_string())?;
+            let cs = vm.char_string(c)?;
             (Value::Int(chars as i64), cs)
         }
         Value::Chan(c) => {
@@ -467,6 +469,64 @@ pub fn set_index(vm: &mut Vm, o: Value, i: Value, v: Value) -> Result<(), Fault>
     }
 }
 
+// A member cache word (`Proto::field_cache`) is `key << 16 | METHOD? | index`: the
+// struct declaration's key (never 0 in a word), whether the index is into the type's
+// methods rather than its fields, and the index (below 2^15).
+const METHOD: u64 = 1 << 15;
+const INDEX: u64 = METHOD - 1;
+
+/// The slot of the field named by constant `k` of `proto` in instances of `ty`, from
+/// the constant's cache word when it last saw this struct declaration; `None` when `ty`
+/// has no such field.
+#[inline(always)]
+pub fn cached_field_slot(proto: &Proto, k: usize, ty: &StructType) -> Option<usize> {
+    let cache = proto.field_cache.get(k)?;
+    let word = cache.load(Relaxed);
+    if word >> 16 == ty.key && word & METHOD == 0 && word != 0 {
+        return Some((word & INDEX) as usize);
+    }
+    let slot = ty.field_index(const_str(proto, k)?)?;
+    fill_member_cache(cache, ty, slot as u64)?;
+    Some(slot)
+}
+
+/// The method named by constant `k` of `proto` of `ty`, like [`cached_field_slot`].
+/// Methods are only ever appended to a type, so an index stays valid; a hit is still
+/// confirmed by the name (methods of one declaration added in another order).
+#[inline(always)]
+pub fn cached_method(proto: &Proto, k: usize, ty: &StructType) -> Option<Value> {
+    let cache = proto.field_cache.get(k)?;
+    let name = const_str(proto, k)?;
+    let word = cache.load(Relaxed);
+    if word >> 16 == ty.key && word & METHOD != 0 && word != 0 {
+        if let Some((n, m)) = ty.methods.get((word & INDEX) as usize) {
+            if Arc::ptr_eq(n, name) {
+                return Some(*m);
+            }
+        }
+    }
+    let i = find_name(ty.methods.iter().map(|(n, _)| &**n), name)?;
+    let m = ty.methods[i].1;
+    fill_member_cache(cache, ty, METHOD | i as u64);
+    Some(m)
+}
+
+fn const_str(proto: &Proto, k: usize) -> Option<&Arc<str>> {
+    match proto.consts.get(k)? {
+        Constant::Str(name) => Some(name),
+        _ => None,
+    }
+}
+
+/// Stores a member's index for `ty` (nothing for uncacheable types or huge indexes);
+/// `Some` either way, so callers can chain it.
+fn fill_member_cache(cache: &AtomicU64, ty: &StructType, index: u64) -> Option<()> {
+    if ty.key != 0 && index & !METHOD <= INDEX {
+        cache.store(ty.key << 16 | index, Relaxed);
+    }
+    Some(())
+}
+
 pub fn get_field(vm: &mut Vm, o: Value, n: &Arc<str>) -> Result<Value, Fault> {
     match o {
         Value::Struct(s) => {
@@ -540,7 +600,7 @@ pub fn set_field(vm: &mut Vm, o: Value, n: &Arc<str>, v: Value) -> Result<(), Fa
                 return Err(fault!("unknown field `{n}` for struct {}", ty.name));
             };
             let v = match &ty.field_types[i] {
-                Some(ann) => check_type(vm, &ann.kind, ann.nilable, v).ok_or_else(|| {
+                Some(ann) => check_type(&vm.heap, &ann.kind, ann.nilable, v).ok_or_else(|| {
                     fault!(
                         "{}: field {n} expected {}, got {}",
                         ty.name,
@@ -583,12 +643,17 @@ pub fn new_struct(vm: &mut Vm, a: usize, b: usize, shape: &[Arc<str>]) -> Result
         .map(|&d| if d { Value::Undef } else { Value::Nil })
         .collect();
     for (j, fname) in shape.iter().enumerate() {
-        let Some(i) = t.field_index(fname) else {
-            return Err(fault!("unknown field `{fname}` for struct {}", t.name));
+        // Literals usually list the fields in declaration order.
+        let i = match t.fields.get(j) {
+            Some(f) if Arc::ptr_eq(f, fname) => j,
+            _ => match t.field_index(fname) {
+                Some(i) => i,
+                None => return Err(fault!("unknown field `{fname}` for struct {}", t.name)),
+            },
         };
         let v = vm.stack[b + 1 + j];
         fields[i] = match &t.field_types[i] {
-            Some(ann) => check_type(vm, &ann.kind, ann.nilable, v).ok_or_else(|| {
+            Some(ann) => check_type(&vm.heap, &ann.kind, ann.nilable, v).ok_or_else(|| {
                 fault!(
                     "{}: field {fname} expected {}, got {}",
                     t.name,

@@ -128,6 +128,11 @@ pub struct Proto {
     pub span: Span,
     /// Compiled code, once a tier has produced it (shared by every task).
     pub jit: crate::tier::CodeSlot,
+    /// The interpreter's field caches, one word per constant (see
+    /// `ops::cached_field_slot`): field reads and writes name their field by a
+    /// constant, so the constant's word remembers which slot that name had in the
+    /// struct type seen last. Atomic because every task shares the program.
+    pub field_cache: Box<[std::sync::atomic::AtomicU64]>,
 }
 
 impl Proto {

@@ -181,6 +181,10 @@ pub struct Vm {
     /// A value delivered to a suspended instruction that runs again to pick it up
     /// (`for v in ch`, see [`crate::task`]). A root.
     pub(crate) pending: Option<Value>,
+    /// The one-character strings of ASCII characters that `for c in s` handed out, by
+    /// byte, so iterating a string allocates once per distinct character. Emptied at
+    /// every collection (it keeps nothing alive) and empty until first used.
+    ascii_chars: Vec<Option<Gc<Str>>>,
 }
 
 impl Vm {
@@ -210,6 +214,7 @@ impl Vm {
             epoch: std::time::Instant::now(),
             task: None,
             pending: None,
+            ascii_chars: Vec::new(),
         };
         vm.start_afresh();
         vm
@@ -234,6 +239,7 @@ impl Vm {
         self.hotness.clear();
         self.task = None;
         self.pending = None;
+        self.ascii_chars.clear();
         self.start_afresh();
     }
 
@@ -322,6 +328,26 @@ impl Vm {
         Ok(Value::Str(self.alloc(Str::new(s))?))
     }
 
+    /// The string of the single character `c`: shared for ASCII characters.
+    pub(crate) fn char_string(&mut self, c: char) -> Result<Value, Fault> {
+        if !c.is_ascii() {
+            return self.new_string(c.to_string());
+        }
+        let i = c as usize;
+        if let Some(Some(s)) = self.ascii_chars.get(i) {
+            return Ok(Value::Str(*s));
+        }
+        let v = self.new_string(c.to_string())?;
+        if let Value::Str(s) = v {
+            // After the allocation: a collection it started has emptied the table.
+            if self.ascii_chars.len() <= i {
+                self.ascii_chars.resize(128, None);
+            }
+            self.ascii_chars[i] = Some(s);
+        }
+        Ok(v)
+    }
+
     #[inline]
     pub fn new_array(&mut self, items: Vec<Value>) -> Result<Value, Fault> {
         self.check_size(Collection::Array, items.len())?;
@@ -378,6 +404,7 @@ impl Vm {
     }
 
     fn collect_garbage_with(&mut self, extra: &dyn TraceRoot) {
+        self.ascii_chars.clear();
         let top = self.stack_top();
         // Registers above the live top may hold stale handles; they are never read
         // before being written, but clear them so they cannot keep garbage alive.
