@@ -61,9 +61,12 @@ impl ExitStress {
 }
 
 /// Called by compiled code at a type guard: 0 to exit there, 1 to go on.
-pub extern "C" fn exit_stress(stress: *const ExitStress) -> u32 {
-    // SAFETY: compiled code passes the address of a leaked `ExitStress` (see
-    // `ExitStress::leak`), which is never freed and only accessed through atomics.
+///
+/// # Safety
+/// `stress` must come from [`ExitStress::leak`].
+pub unsafe extern "C" fn exit_stress(stress: *const ExitStress) -> u32 {
+    // SAFETY: by the contract, `stress` is a leaked `ExitStress`: never freed, and only
+    // accessed through atomics, so a shared reference is sound from any thread.
     let s = unsafe { &*stress };
     if s.left.fetch_sub(1, Ordering::Relaxed) > 1 {
         return 1;
@@ -79,7 +82,8 @@ mod tests {
 
     fn pattern(every: ExitEvery, n: usize) -> Vec<u32> {
         let s = ExitStress::leak(every);
-        (0..n).map(|_| exit_stress(s)).collect()
+        // SAFETY: `s` comes from `ExitStress::leak`.
+        (0..n).map(|_| unsafe { exit_stress(s) }).collect()
     }
 
     #[test]

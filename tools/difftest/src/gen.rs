@@ -681,19 +681,21 @@ impl Gen<'_> {
                 kind: Kind::Int,
                 assignable: false,
             }]);
-            let mut b = vec![Node::Line(format!("{w} += 1"))];
-            b.extend(g.body(4));
+            let b = g.body(4);
             g.scopes.pop();
             b
         });
-        let lp = if self.below(2) == 0 {
-            Node::block(format!("while {w} < {n} {{"), body)
+        // The count goes on the loop's first line, so the minimiser cannot remove it
+        // without removing the loop (and make a program that never ends).
+        let open = if self.below(2) == 0 {
+            format!("while {w} < {n} {{ {w} += 1")
         } else {
-            let mut b = vec![Node::Line(format!("if {w} >= {n} {{ break }}"))];
-            b.extend(body);
-            Node::block("loop {", b)
+            format!("loop {{ if {w} >= {n} {{ break }}; {w} += 1")
         };
-        Node::block("{", vec![Node::Line(format!("let {w} = 0")), lp])
+        Node::block(
+            "{",
+            vec![Node::Line(format!("let {w} = 0")), Node::block(open, body)],
+        )
     }
 
     fn try_stmt(&mut self) -> Node {

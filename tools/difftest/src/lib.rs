@@ -49,24 +49,35 @@ pub struct Finding {
     pub reproduced: bool,
 }
 
+/// Runs before a divergence that did not show again counts as not reproducible. Background
+/// compiles (mode `tiered`) finish at different points in different runs, so some
+/// divergences show only in some runs.
+const REPRODUCE_TRIES: u32 = 20;
+
 /// Minimises `program`, which diverged as `divergence` says, re-running only the two modes
-/// involved.
+/// involved. A candidate counts only if it fails the same way ([`Divergence::kind`]: so
+/// the minimiser cannot drift into a program that hangs everywhere, or from a wrong
+/// output to a compiler panic). A divergence that shows only in some runs is tried as
+/// often as it took to reproduce it, twice over.
 pub fn minimise_divergence(
     runner: &Runner,
     program: Vec<Node>,
     divergence: &Divergence,
 ) -> (String, bool) {
-    let modes: Vec<Mode> = if divergence.mode == divergence.reference {
+    let reference_crashed = divergence.mode == divergence.reference;
+    let modes: Vec<Mode> = if reference_crashed {
         vec![divergence.reference.clone()]
     } else {
         vec![divergence.reference.clone(), divergence.mode.clone()]
     };
-    let mut fails =
-        |t: &[Node]| run::compare(runner, &tree::render(t), &modes).is_ok_and(|d| d.is_some());
-    let reproduced = fails(&program);
-    if !reproduced {
+    let fails_once = |t: &[Node]| match run::compare(runner, &tree::render(t), &modes) {
+        Ok(Some(d)) => d.kind() == divergence.kind(),
+        _ => false,
+    };
+    let Some(tries) = (1..=REPRODUCE_TRIES).find(|_| fails_once(&program)) else {
         return (tree::render(&program), false);
-    }
+    };
+    let mut fails = |t: &[Node]| (0..2 * tries).any(|_| fails_once(t));
     (tree::render(&minimise::minimise(program, &mut fails)), true)
 }
 
@@ -84,6 +95,10 @@ pub struct Campaign {
     pub modes: fn(u64) -> Vec<Mode>,
     /// Stop at the first finding.
     pub stop_early: bool,
+    /// Report on stderr after every this many programs.
+    pub progress_every: Option<u64>,
+    /// Minimise what diverges (slow: hundreds of runs per finding).
+    pub minimise: bool,
 }
 
 /// What a campaign did.
@@ -124,7 +139,10 @@ impl Campaign {
                                     stop.store(true, Ordering::Relaxed);
                                 }
                             }
-                            done.fetch_add(1, Ordering::Relaxed);
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if self.progress_every.is_some_and(|every| n % every == 0) {
+                                eprintln!("kiln-difftest: {n} programs run");
+                            }
                         }
                         Ok(())
                     })
@@ -149,7 +167,11 @@ impl Campaign {
         let Some(divergence) = run::compare(runner, &tree::render(&program), &modes)? else {
             return Ok(None);
         };
-        let (minimised, reproduced) = minimise_divergence(runner, program, &divergence);
+        let (minimised, reproduced) = if self.minimise {
+            minimise_divergence(runner, program, &divergence)
+        } else {
+            (tree::render(&program), true)
+        };
         Ok(Some(Finding {
             seed,
             divergence,

@@ -40,6 +40,9 @@ struct Cli {
     /// Stop at the first divergence.
     #[arg(long)]
     stop_early: bool,
+    /// Report divergences as found, without minimising them (for counting in long runs).
+    #[arg(long)]
+    no_minimise: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,11 +63,13 @@ fn main() -> ExitCode {
         timeout: Duration::from_secs(cli.timeout),
         modes: run::default_modes,
         stop_early: cli.stop_early,
+        progress_every: Some(500),
+        minimise: !cli.no_minimise,
     };
     let started = Instant::now();
     let report = match campaign.run(&|f| {
         eprintln!(
-            "seed {}: divergence{}\n{}\nminimised program:\n{}",
+            "seed {}: divergence{}\n{}\nprogram:\n{}",
             f.seed,
             if f.reproduced {
                 ""

@@ -30,7 +30,7 @@ impl SplitMix {
 impl Source for SplitMix {
     fn below(&mut self, n: u32) -> u32 {
         // Multiply-shift: no modulo bias worth caring about for n < 2^32.
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 }
 
