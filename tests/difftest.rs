@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use kiln_difftest::{run, Campaign};
 
-/// Programs the test command runs: about a minute in a debug build.
-const DEFAULT_PROGRAMS: u64 = 40;
+/// Programs the test command runs: about 70 s of CPU (35 s on two idle cores) in a debug
+/// build.
+const DEFAULT_PROGRAMS: u64 = 60;
 
 fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
