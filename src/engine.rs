@@ -190,6 +190,8 @@ impl Engine {
                 threshold: None,
                 verbose: false,
                 dump: None,
+                threshold_seed: None,
+                exit_every: None,
             }),
             fuel: c.fuel,
             threads: 1,

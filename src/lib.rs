@@ -77,6 +77,11 @@ pub const HAS_JIT: bool = cfg!(feature = "jit");
 /// How hot code is compiled, as the CLI and hosts choose it.
 #[derive(Clone, Debug)]
 pub struct JitSettings {
+    /// Test mode: a threshold per function drawn from this seed, in place of `threshold`
+    /// (`--jit-threshold random:SEED`).
+    pub threshold_seed: Option<u64>,
+    /// Test mode: forced side exits (`--jit-exit-every`).
+    pub exit_every: Option<kiln_vm::tier::ExitEvery>,
     /// Off, on at a threshold, or eager.
     pub mode: JitMode,
     /// Calls plus loop back-edges before a function is compiled (`JitMode::On`).
@@ -109,6 +114,7 @@ pub fn tier_config(settings: &JitSettings) -> TierConfig {
         config.threshold = settings
             .threshold
             .unwrap_or(kiln_jit::params::DEFAULT_THRESHOLD);
+        config.threshold_seed = settings.threshold_seed;
         if settings.mode != JitMode::Off {
             let options = kiln_jit::JitOptions {
                 verbose: settings.verbose,
@@ -116,6 +122,7 @@ pub fn tier_config(settings: &JitSettings) -> TierConfig {
                     JitDump::Clif => kiln_jit::Dump::Clif,
                     JitDump::Asm => kiln_jit::Dump::Asm,
                 }),
+                exit_every: settings.exit_every,
             };
             config.tier = Some(std::sync::Arc::new(kiln_jit::CraneliftTier::new(options)));
         }

@@ -4,11 +4,13 @@
 //! whatever a script passes to `os.exit`).
 
 use std::io::Write;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use kiln::report::{exit_code, render, use_color};
+use kiln::vm::tier::ExitEvery;
 use kiln::{JitMode, KilnError, Output, Settings};
 
 const USAGE_ERROR: u8 = 64;
@@ -52,16 +54,35 @@ enum Command {
 
 #[derive(Args)]
 struct RunOpts {
-    /// Collect garbage at every allocation (a debugging aid; also KILN_GC_STRESS=1).
+    /// Collect garbage at every allocation, or with =N at every N-th (a debugging aid; also
+    /// KILN_GC_STRESS=1 or =N).
+    #[arg(long, global = true, value_name = "N", num_args = 0..=1, require_equals = true,
+          default_missing_value = "1")]
+    gc_stress: Option<NonZeroU32>,
+    /// Check the whole heap after every collection; a broken heap stops the run with an
+    /// internal error (also KILN_GC_VERIFY=1).
     #[arg(long, global = true)]
-    gc_stress: bool,
+    gc_verify: bool,
+    /// Stop the run with `instruction limit exceeded` after N steps (calls and loop
+    /// iterations; see docs/cli.md).
+    #[arg(long, global = true, value_name = "N")]
+    fuel: Option<u64>,
+    /// Stop the run with `heap limit exceeded` when a task's heap would pass this many
+    /// bytes (suffixes K, M, G).
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    heap_limit: Option<usize>,
     /// Compile hot code: off, on (the default) or eager (at first call; the test mode).
     /// Also KILN_JIT.
     #[arg(long, global = true, value_name = "MODE", value_parser = ["off", "on", "eager"])]
     jit: Option<String>,
-    /// Calls plus loop iterations before a function is compiled (also KILN_JIT_THRESHOLD).
-    #[arg(long, global = true, value_name = "N")]
-    jit_threshold: Option<u32>,
+    /// Calls plus loop iterations before a function is compiled; `random[:SEED]` gives each
+    /// function its own, from 1 to 4096 (a test mode). Also KILN_JIT_THRESHOLD.
+    #[arg(long, global = true, value_name = "N|random[:SEED]", value_parser = parse_threshold)]
+    jit_threshold: Option<Threshold>,
+    /// Test mode: compiled code takes a side exit at every N-th type guard, or after a
+    /// random number of them (`random[:SEED]`). Also KILN_JIT_EXIT_EVERY.
+    #[arg(long, global = true, value_name = "N|random[:SEED]", value_parser = parse_exit_every)]
+    jit_exit_every: Option<ExitEvery>,
     /// Print a line for every function compiled, refused or left to the interpreter.
     #[arg(long, global = true)]
     jit_verbose: bool,
@@ -76,10 +97,90 @@ struct RunOpts {
     threads: Option<u16>,
 }
 
+/// `--jit-threshold`: a number, or a seed for a random threshold per function.
+#[derive(Clone, Copy, Debug)]
+enum Threshold {
+    Fixed(u32),
+    Random(u64),
+}
+
+fn parse_threshold(text: &str) -> Result<Threshold, String> {
+    match parse_random(text)? {
+        Some(seed) => Ok(Threshold::Random(seed)),
+        None => text
+            .parse()
+            .map(Threshold::Fixed)
+            .map_err(|_| format!("expected a number or random[:SEED], got `{text}`")),
+    }
+}
+
+fn parse_exit_every(text: &str) -> Result<ExitEvery, String> {
+    match parse_random(text)? {
+        Some(seed) => Ok(ExitEvery::Random(seed)),
+        None => text
+            .parse()
+            .map(ExitEvery::Nth)
+            .map_err(|_| format!("expected a number from 1 or random[:SEED], got `{text}`")),
+    }
+}
+
+/// `random` (a seed from the clock) or `random:SEED`; `None` for anything else.
+fn parse_random(text: &str) -> Result<Option<u64>, String> {
+    let Some(rest) = text.strip_prefix("random") else {
+        return Ok(None);
+    };
+    match rest.strip_prefix(':') {
+        Some(seed) => seed
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("expected random:SEED with a number, got `{text}`")),
+        None if rest.is_empty() => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            Ok(Some(now ^ u64::from(std::process::id())))
+        }
+        None => Err(format!("expected random or random:SEED, got `{text}`")),
+    }
+}
+
+/// A byte count with an optional binary suffix: `65536`, `64K`, `16M`, `1G`.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 30),
+        _ => (text, 0),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("expected a byte count such as 65536, 64K or 16M, got `{text}`"))
+}
+
+/// An environment variable's value, parsed; ignored when unset, empty or malformed (the
+/// options are checked strictly, the environment is a convenience).
+fn env_parsed<T>(name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| parse(&v).ok())
+}
+
 impl RunOpts {
     fn settings(&self, args: Vec<String>) -> Settings {
         let mut s = Settings::default();
-        s.heap.stress = self.gc_stress || env_flag("KILN_GC_STRESS");
+        s.heap.stress = self.gc_stress.or_else(|| {
+            // KILN_GC_STRESS=1 (or any word but 0) is every allocation, =N every N-th.
+            env_flag("KILN_GC_STRESS").then(|| {
+                let every = std::env::var("KILN_GC_STRESS").ok()?.parse().ok();
+                every.or(NonZeroU32::new(1))
+            })?
+        });
+        s.heap.verify = self.gc_verify || env_flag("KILN_GC_VERIFY");
+        s.fuel = self.fuel;
+        s.limits.heap_bytes = self.heap_limit;
         s.args = args;
         s.threads = self
             .threads
@@ -91,18 +192,29 @@ impl RunOpts {
             .clone()
             .or_else(|| std::env::var("KILN_JIT").ok())
             .unwrap_or_else(|| "on".into());
-        let threshold = self.jit_threshold.or_else(|| {
-            std::env::var("KILN_JIT_THRESHOLD")
-                .ok()
-                .and_then(|v| v.parse().ok())
-        });
+        let threshold = self
+            .jit_threshold
+            .or_else(|| env_parsed("KILN_JIT_THRESHOLD", parse_threshold));
+        if let (Some(Threshold::Random(seed)), true) = (threshold, self.jit_verbose) {
+            eprintln!("jit: random thresholds from seed {seed}");
+        }
         s.tier = kiln::tier_config(&kiln::JitSettings {
             mode: match mode.as_str() {
                 "off" => JitMode::Off,
                 "eager" => JitMode::Eager,
                 _ => JitMode::On,
             },
-            threshold,
+            threshold: match threshold {
+                Some(Threshold::Fixed(n)) => Some(n),
+                _ => None,
+            },
+            threshold_seed: match threshold {
+                Some(Threshold::Random(seed)) => Some(seed),
+                _ => None,
+            },
+            exit_every: self
+                .jit_exit_every
+                .or_else(|| env_parsed("KILN_JIT_EXIT_EVERY", parse_exit_every)),
             verbose: self.jit_verbose,
             dump: self.jit_dump.as_deref().map(|d| match d {
                 "asm" => kiln::JitDump::Asm,

@@ -42,6 +42,7 @@ const MODES: &[Mode] = &[
         name: "jit-eager",
         flags: &["--jit=eager"],
     },
+    // A collection at every allocation: rooting mistakes.
     Mode {
         name: "gc-stress",
         flags: &["--gc-stress", "--jit=off"],
@@ -49,6 +50,29 @@ const MODES: &[Mode] = &[
     Mode {
         name: "gc-stress-jit",
         flags: &["--gc-stress", "--jit=eager"],
+    },
+    // A collection at every 16th allocation (garbage piles up in between, so sweeping and
+    // cell reuse are exercised) and the whole heap verified after each. Verifying walks
+    // the heap, so at every allocation it would make long scripts quadratic.
+    Mode {
+        name: "gc-verify",
+        flags: &["--gc-stress=16", "--gc-verify", "--jit=eager"],
+    },
+    // Compiled code leaves for the interpreter at every type guard, or after a random
+    // number of them: every side exit's register stores and resumption are exercised.
+    Mode {
+        name: "exit-every",
+        flags: &["--jit=eager", "--jit-exit-every", "1"],
+    },
+    Mode {
+        name: "exit-random",
+        flags: &["--jit=eager", "--jit-exit-every", "random:7"],
+    },
+    // Each function tiers up after its own number of calls and iterations (1 to 4096),
+    // so callers and callees switch tiers at unrelated times.
+    Mode {
+        name: "threshold-random",
+        flags: &["--jit-threshold", "random:7"],
     },
 ];
 

@@ -14,6 +14,8 @@ fn machine_code_is_freed_with_its_program() {
                 threshold: None,
                 verbose: false,
                 dump: None,
+                threshold_seed: None,
+                exit_every: None,
             }),
             ..Settings::default()
         };

@@ -17,6 +17,8 @@ fn settings(mode: JitMode) -> Settings {
             threshold: Some(2),
             verbose: false,
             dump: None,
+            threshold_seed: None,
+            exit_every: None,
         }),
         ..Settings::default()
     }
@@ -149,7 +151,7 @@ fn growth_paths_keep_their_values_rooted_under_gc_stress() {
         for src in GROWTH {
             let small = |s: &mut Settings| {
                 s.limits.heap_bytes = Some(256 << 10);
-                s.heap.stress = true;
+                s.heap.stress = std::num::NonZeroU32::new(1);
                 s.heap.verify = true;
             };
             stops_with(mode, src, small, ErrorKind::Limit(Limit::HeapBytes));

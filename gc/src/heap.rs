@@ -2,6 +2,7 @@
 //! is explained on [`HeapConfig`]; the collector's phases are `Heap::collect`'s private helpers.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,9 +49,12 @@ static NEXT_HEAP_ID: AtomicU64 = AtomicU64::new(1);
 /// the limit the heap collects often: that is the price of a hard bound, as in Lua.
 #[derive(Clone, Debug)]
 pub struct HeapConfig {
-    /// Collect at every allocation: [`Heap::collection_due`] is true whenever anything was
-    /// allocated since the last collection. Shakes out rooting bugs (clox's `DEBUG_STRESS_GC`).
-    pub stress: bool,
+    /// Collect at every `n`-th allocation: [`Heap::collection_due`] is true once `n`
+    /// allocations asked [`Heap::admit`] since the last collection (every allocation takes
+    /// the slow path in stress mode). `n = 1` shakes out rooting bugs (clox's
+    /// `DEBUG_STRESS_GC`); a larger `n` lets garbage pile up between collections, so that
+    /// sweeping and reusing cells are stressed too, and runs faster. `None`: pacing decides.
+    pub stress: Option<NonZeroU32>,
     /// Run [`Heap::verify`] after every collection and panic with its message if it fails.
     pub verify: bool,
     /// The next collection is due when the bytes allocated since the last one reach
@@ -70,7 +74,7 @@ pub struct HeapConfig {
 impl Default for HeapConfig {
     fn default() -> Self {
         HeapConfig {
-            stress: false,
+            stress: None,
             verify: false,
             pause_percent: 100,
             min_threshold: 1 << 20,
@@ -133,8 +137,11 @@ pub struct Heap {
     /// `should_collect_for` turns true when `debt` reaches this: `threshold` capped by the
     /// room under the limit, or 0 while the failure hook is armed.
     trigger: usize,
-    /// Allocations announced on the slow path, for [`HeapConfig::fail_allocation`].
+    /// Allocations announced on the slow path, for [`HeapConfig::fail_allocation`] and
+    /// [`HeapConfig::stress`].
     announced: u64,
+    /// `announced` at the end of the last collection.
+    announced_at_collection: u64,
     /// Bytes allocated before the last collection.
     paid: u64,
     collections: u64,
@@ -164,6 +171,7 @@ impl Heap {
             threshold: 0,
             trigger: 0,
             announced: 0,
+            announced_at_collection: 0,
             paid: 0,
             collections: 0,
             last_pause_us: 0,
@@ -251,9 +259,14 @@ impl Heap {
     }
 
     /// Whether the owner should collect before adding `bytes`: pacing says so (see "Pacing"
-    /// on [`HeapConfig`]; in stress mode, always), or they would not fit under the limit.
+    /// on [`HeapConfig`]; in stress mode, the count of allocations), or they would not fit
+    /// under the limit.
     pub fn collection_due(&self, bytes: usize) -> bool {
-        self.debt.saturating_add(bytes) >= self.threshold || !self.fits(bytes)
+        let paced = match self.config.stress {
+            Some(every) => self.announced - self.announced_at_collection >= u64::from(every.get()),
+            None => self.debt.saturating_add(bytes) >= self.threshold,
+        };
+        paced || !self.fits(bytes)
     }
 
     /// Whether `bytes` more stay within [`HeapConfig::max_bytes`].
@@ -419,6 +432,7 @@ impl Heap {
         self.paid = self.paid.saturating_add(self.debt as u64);
         self.debt = 0;
         self.collections += 1;
+        self.announced_at_collection = self.announced;
         self.last_pause_us = u64::try_from(pause.as_micros()).unwrap_or(u64::MAX);
         self.max_pause_us = self.max_pause_us.max(self.last_pause_us);
     }
@@ -426,7 +440,8 @@ impl Heap {
     /// Sets when the next collection is due and when the owner's fast path gives way,
     /// given the live bytes after a collection.
     fn set_thresholds(&mut self, live: usize) {
-        self.threshold = if self.config.stress {
+        // In stress mode every allocation takes the slow path, where `admit` counts it.
+        self.threshold = if self.config.stress.is_some() {
             1
         } else {
             let paced = live.saturating_mul(self.config.pause_percent) / 100;

@@ -2,6 +2,7 @@
 //! exactly in the pacing tests).
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -406,7 +407,7 @@ fn pacing_threshold_grows_with_the_live_size() {
 #[test]
 fn stress_mode_collects_after_every_allocation() {
     let mut heap = Heap::new(HeapConfig {
-        stress: true,
+        stress: NonZeroU32::new(1),
         verify: true,
         ..HeapConfig::default()
     });
@@ -414,13 +415,39 @@ fn stress_mode_collects_after_every_allocation() {
     assert!(!heap.collection_due(0));
     let mut head = None;
     for value in 0..scaled(1000) as i64 {
-        head = Some(node(&mut heap, value, head, &counter));
+        // The owner's slow path: every allocation asks `admit` in stress mode.
+        assert!(heap.should_collect_for(1));
+        heap.admit().unwrap();
         assert!(heap.collection_due(0));
-        heap.collect(&mut |tracer| tracer.mark(head.unwrap()));
+        heap.collect(&mut |tracer| {
+            if let Some(h) = head {
+                tracer.mark(h)
+            }
+        });
         assert!(!heap.collection_due(0));
+        head = Some(node(&mut heap, value, head, &counter));
     }
     assert_eq!(counter.drops(), 0);
     assert_eq!(list_len(&heap, head.unwrap()), scaled(1000));
+}
+
+#[test]
+fn stress_mode_can_collect_every_nth_allocation() {
+    let mut heap = Heap::new(HeapConfig {
+        stress: NonZeroU32::new(3),
+        ..HeapConfig::default()
+    });
+    let due: Vec<bool> = (0..7)
+        .map(|_| {
+            heap.admit().unwrap();
+            let due = heap.collection_due(0);
+            if due {
+                heap.collect(&mut |_| {});
+            }
+            due
+        })
+        .collect();
+    assert_eq!(due, [false, false, true, false, false, true, false]);
 }
 
 #[test]

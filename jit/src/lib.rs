@@ -14,6 +14,7 @@
 pub mod abi;
 pub mod infer;
 pub mod params;
+pub mod stress;
 pub mod translate;
 
 use std::collections::{HashMap, HashSet};
@@ -46,6 +47,9 @@ pub struct JitOptions {
     pub verbose: bool,
     /// Print the Cranelift IR or the machine code of every compiled proto on stderr.
     pub dump: Option<Dump>,
+    /// Make compiled code take side exits at type guards that pass (a test mode, see
+    /// [`stress`]).
+    pub exit_every: Option<stress::ExitEvery>,
 }
 
 /// What `--jit-dump` prints for every compiled proto.
@@ -289,6 +293,8 @@ struct Jit {
     program: Option<*const Program>,
     proto_sig: Signature,
     imports: Imports,
+    /// The forced-exit counter compiled code asks, in side-exit stress mode.
+    exit_stress: Option<&'static stress::ExitStress>,
     /// See `abi::instance_fields`.
     fields_at: i32,
     /// See `abi::array_items`.
@@ -317,12 +323,13 @@ struct Imports {
     array_len: FuncId,
     field_cache_fill: FuncId,
     math: [FuncId; 4],
+    exit_stress: FuncId,
 }
 
 impl Imports {
     /// Registers every helper's address and declares it to the module.
     fn declare(builder: &mut JITBuilder) -> impl FnOnce(&mut JITModule) -> Option<Imports> {
-        let syms: [(&str, *const u8); 10] = [
+        let syms: [(&str, *const u8); 11] = [
             ("kiln_module_vars", abi::module_vars as *const u8),
             ("kiln_float_mod", abi::float_mod as *const u8),
             ("kiln_array_get", abi::array_get as *const u8),
@@ -333,6 +340,7 @@ impl Imports {
             ("kiln_cos", abi::cos as *const u8),
             ("kiln_exp", abi::exp as *const u8),
             ("kiln_log", abi::ln as *const u8),
+            ("kiln_exit_stress", stress::exit_stress as *const u8),
         ];
         for (name, ptr) in syms {
             builder.symbol(name, ptr);
@@ -363,6 +371,7 @@ impl Imports {
                     declare("kiln_exp", sig(&[F64], F64))?,
                     declare("kiln_log", sig(&[F64], F64))?,
                 ],
+                exit_stress: declare("kiln_exit_stress", sig(&[I64], I32))?,
             })
         }
     }
@@ -372,7 +381,7 @@ impl Imports {
         &self,
         module: &mut JITModule,
         func: &mut cranelift_codegen::ir::Function,
-    ) -> [FuncRef; 10] {
+    ) -> [FuncRef; 11] {
         let ids = [
             self.module_vars,
             self.float_mod,
@@ -384,6 +393,7 @@ impl Imports {
             self.math[1],
             self.math[2],
             self.math[3],
+            self.exit_stress,
         ];
         ids.map(|id| module.declare_func_in_func(id, func))
     }
@@ -419,6 +429,7 @@ impl Jit {
                 module: Mutex::new(Some(module)),
             }),
             fctx: FunctionBuilderContext::new(),
+            exit_stress: options.exit_every.map(stress::ExitStress::leak),
             options,
             counters,
             tables: Arc::new(Tables::new(requests)),
@@ -767,7 +778,7 @@ impl Jit {
         ctx.func.name = UserFuncName::user(0, id.0);
         let caches = {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
-            let [module_vars, float_mod, array_get, array_set, array_len, field_cache_fill, sin, cos, exp, log] =
+            let [module_vars, float_mod, array_get, array_set, array_len, field_cache_fill, sin, cos, exp, log, exit_stress] =
                 self.imports.refs(module, b.func);
             let proto_sig = b.import_signature(self.proto_sig.clone());
             let helpers = translate::Helpers {
@@ -779,6 +790,9 @@ impl Jit {
                 field_cache_fill,
                 math: [sin, cos, exp, log],
                 proto_sig,
+                exit_stress: self
+                    .exit_stress
+                    .map(|s| (exit_stress, s as *const stress::ExitStress as i64)),
             };
             let fields = infer::field_slots(program);
             let functions = functions_of(program, id);

@@ -34,6 +34,8 @@ pub struct Helpers {
     pub math: [FuncRef; 4],
     /// The signature of compiled functions, for calls through the code table.
     pub proto_sig: SigRef,
+    /// In side-exit stress mode, `stress::exit_stress` and the address of its counter.
+    pub exit_stress: Option<(FuncRef, i64)>,
 }
 
 /// A block waiting to be filled once the current branch is emitted.
@@ -727,6 +729,13 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// A guard on the tag of register `r` (read at `pc`): its failure is type
     /// feedback.
     fn guard_type(&mut self, ok: ir::Value, pc: usize, r: usize) {
+        if let Some((tick, counter)) = self.h.exit_stress {
+            // Side-exit stress (see `crate::stress`): maybe leave here although `ok`.
+            let counter = self.b.ins().iconst(I64, counter);
+            let call = self.b.ins().call(tick, &[counter]);
+            let go_on = self.b.inst_results(call)[0];
+            self.guard_exit(go_on, pc, FUEL_EXIT);
+        }
         self.guard_exit(ok, pc, (r as i64 + 1) << EXIT_REG_SHIFT);
     }
 

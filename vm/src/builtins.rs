@@ -502,7 +502,7 @@ pub(crate) mod testing {
     /// a native forgot to root shows up as a "stale or mistyped Gc handle" panic).
     pub fn vm() -> Vm {
         let mut settings = Settings::default();
-        settings.heap.stress = true;
+        settings.heap.stress = std::num::NonZeroU32::new(1);
         let output = Output {
             out: Box::new(std::io::sink()),
             err: Box::new(std::io::sink()),

@@ -31,6 +31,17 @@ pub enum JitMode {
     Eager,
 }
 
+/// A test mode of the compiled tier (`--jit-exit-every`): compiled code takes a side exit
+/// at type guards that pass, so resuming the interpreter mid-function is exercised
+/// everywhere, not only where a speculation fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitEvery {
+    /// At every `n`-th type guard reached.
+    Nth(std::num::NonZeroU32),
+    /// After a pseudo-random number of guards drawn from this seed.
+    Random(u64),
+}
+
 /// Why compiled code handed control back.
 #[derive(Debug)]
 pub enum TierExit {
@@ -122,7 +133,28 @@ pub struct TierConfig {
     pub mode: JitMode,
     /// Calls plus loop back-edges before a proto is compiled (mode `On`).
     pub threshold: u32,
+    /// A test mode (`--jit-threshold random:SEED`): each proto gets its own threshold, drawn
+    /// from this seed and its id, in place of `threshold`.
+    pub threshold_seed: Option<u64>,
     pub tier: Option<Arc<dyn Tier>>,
+}
+
+impl TierConfig {
+    /// The threshold of `proto`: `threshold`, or with a seed one from 1 to 4096, spread
+    /// evenly over the powers of two so that protos tier up at very different times (a
+    /// caller compiled long before its callee, or the other way round).
+    fn threshold_of(&self, proto: ProtoId) -> u32 {
+        let Some(seed) = self.threshold_seed else {
+            return self.threshold;
+        };
+        // SplitMix64's finaliser: nearby seeds and ids give unrelated thresholds.
+        let mut z = seed ^ u64::from(proto.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let bits = (z % 13) as u32;
+        1 + ((z >> 8) as u32 & ((1 << bits) - 1))
+    }
 }
 
 impl std::fmt::Debug for TierConfig {
@@ -142,6 +174,7 @@ impl Default for TierConfig {
         TierConfig {
             mode: JitMode::Off,
             threshold: 1000,
+            threshold_seed: None,
             tier: None,
         }
     }
@@ -175,7 +208,7 @@ impl Vm {
         }
         self.hotness[i] = self.hotness[i].saturating_add(weight);
         let eager = self.settings.tier.mode == JitMode::Eager;
-        if (eager || self.hotness[i] >= self.settings.tier.threshold) && slot.claim() {
+        if (eager || self.hotness[i] >= self.settings.tier.threshold_of(proto)) && slot.claim() {
             if let Some(tier) = self.settings.tier.tier.clone() {
                 let p = self.program.proto(proto);
                 let n = p.nparams as usize + p.has_rest as usize;
