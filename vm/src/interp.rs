@@ -91,7 +91,7 @@ impl Vm {
     /// `nargs` arguments after it; the result will go to `ret`.
     ///
     /// The common call (exactly the declared arguments, no rest parameter, room on
-    /// the stack) is inlined into its callers; everything else is `push_frame_slow`.
+    /// the stack) is inlined into its callers; everything else is `prepare_frame`.
     #[inline(always)]
     pub(crate) fn push_frame(
         &mut self,
@@ -104,37 +104,29 @@ impl Vm {
         let (pid, consts, module) = (c.proto, c.consts, c.module);
         let p = self.program.proto(pid);
         let base = callee + 1;
-        if nargs == p.nparams as usize
+        let common = nargs == p.nparams as usize
             && !p.has_rest
             && self.frames.len() < self.settings.max_depth
-            && base + (p.max_regs as usize) < self.stack.len()
-        {
-            self.frames.push(Frame {
-                closure,
-                proto: pid,
-                consts,
-                module,
-                pc: 0,
-                base,
-                ret,
-            });
-            return Ok(());
+            && base + (p.max_regs as usize) < self.stack.len();
+        if !common {
+            self.prepare_frame(pid, base, nargs)?;
         }
-        self.push_frame_slow(closure, callee, nargs, ret)
+        self.frames.push(Frame {
+            closure,
+            proto: pid,
+            consts,
+            module,
+            pc: 0,
+            base,
+            ret,
+        });
+        Ok(())
     }
 
+    /// Everything a call may need before its frame is pushed: the arity and depth
+    /// checks, stack room, the missing-argument markers and the rest array.
     #[inline(never)]
-    fn push_frame_slow(
-        &mut self,
-        closure: Gc<Closure>,
-        callee: usize,
-        nargs: usize,
-        ret: usize,
-    ) -> Result<(), Fault> {
-        let (pid, consts, module) = {
-            let c = closure.get(&self.heap);
-            (c.proto, c.consts, c.module)
-        };
+    fn prepare_frame(&mut self, pid: ProtoId, base: usize, nargs: usize) -> Result<(), Fault> {
         let p = self.program.proto(pid);
         let (np, nreq, has_rest) = (p.nparams as usize, p.nrequired as usize, p.has_rest);
         let max_regs = p.max_regs as usize;
@@ -144,7 +136,6 @@ impl Vm {
         if self.frames.len() >= self.settings.max_depth {
             return Err(Fault::Error(STACK_OVERFLOW.into()));
         }
-        let base = callee + 1;
         let need = base + max_regs + 1;
         if self.stack.len() < need {
             self.stack
@@ -162,15 +153,6 @@ impl Vm {
             let arr = self.new_array(extra)?;
             self.stack[base + np] = arr;
         }
-        self.frames.push(Frame {
-            closure,
-            proto: pid,
-            consts,
-            module,
-            pc: 0,
-            base,
-            ret,
-        });
         Ok(())
     }
 
