@@ -870,9 +870,10 @@ impl<'a, 'f> Translator<'a, 'f> {
         let op = ins.op_byte();
         match op {
             opc::Move => match self.st[b] {
-                Ty::Mem if self.unstored[b].is_some() => {
+                t @ (Ty::Mem | Ty::Math | Ty::Len) if self.unstored[b].is_some() => {
                     let (lo, hi) = self.unstored[b].expect("checked");
                     self.def_unstored(a, lo, hi);
+                    self.st[a] = t;
                 }
                 t @ (Ty::Mem | Ty::Math | Ty::Len | Ty::Unset) => {
                     let regs = self.regs;
@@ -911,14 +912,14 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
             opc::GetModule => {
                 let disp = off(ins.bx());
-                let tag = self.b.ins().load(I8, mem(), self.mvars, disp);
+                let lo = self.b.ins().load(I64, mem(), self.mvars, disp);
+                let tag = self.b.ins().ireduce(I8, lo);
                 let ok = self.b.ins().icmp_imm_s(IntCC::NotEqual, tag, TAG_UNDEF);
                 self.guard(ok, pc);
-                let (mvars, regs) = (self.mvars, self.regs);
-                let (lo, hi) = self.copy_value(mvars, disp, regs, off(a));
-                let tag = self.b.ins().ireduce(I8, lo);
-                self.fresh.push((a, (tag, hi)));
-                self.st[a] = Ty::Mem;
+                let hi = self.b.ins().load(I64, mem(), self.mvars, disp + 8);
+                self.def_unstored(a, lo, hi);
+                // The `math` module stays known (its calls are intrinsics).
+                self.st[a] = after[a];
             }
             opc::SetModule => {
                 let disp = off(ins.bx());
