@@ -531,11 +531,22 @@ impl<'a, 'f> Translator<'a, 'f> {
         to: ir::Value,
         to_off: i32,
     ) -> (ir::Value, ir::Value) {
+        let (lo, hi) = self.load_words(from, from_off);
+        self.store_words(lo, hi, to, to_off);
+        (lo, hi)
+    }
+
+    /// Loads a whole `Value` as its two words.
+    fn load_words(&mut self, from: ir::Value, from_off: i32) -> (ir::Value, ir::Value) {
         let lo = self.b.ins().load(I64, mem(), from, from_off);
         let hi = self.b.ins().load(I64, mem(), from, from_off + 8);
+        (lo, hi)
+    }
+
+    /// Stores a whole `Value` given as its two words.
+    fn store_words(&mut self, lo: ir::Value, hi: ir::Value, to: ir::Value, to_off: i32) {
         self.b.ins().store(mem(), lo, to, to_off);
         self.b.ins().store(mem(), hi, to, to_off + 8);
-        (lo, hi)
     }
 
     /// Register `r` holds the value whose words are `lo` and `hi`, not stored to its
@@ -551,8 +562,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     fn copy_reg(&mut self, r: usize, to: ir::Value, to_off: i32) {
         match self.unstored[r] {
             Some((lo, hi)) => {
-                self.b.ins().store(mem(), lo, to, to_off);
-                self.b.ins().store(mem(), hi, to, to_off + 8);
+                self.store_words(lo, hi, to, to_off);
             }
             None => {
                 let regs = self.regs;
@@ -565,8 +575,8 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// unstored (this may be one arm of a branch; a second store is harmless).
     fn write_back(&mut self, r: usize) {
         if let Some((lo, hi)) = self.unstored[r] {
-            self.b.ins().store(mem(), lo, self.regs, off(r));
-            self.b.ins().store(mem(), hi, self.regs, off(r) + 8);
+            let regs = self.regs;
+            self.store_words(lo, hi, regs, off(r));
         }
     }
 
@@ -839,8 +849,8 @@ impl<'a, 'f> Translator<'a, 'f> {
                     }
                     for (r, (lo, hi)) in unstored {
                         if self.read_after_exit(pc, r) {
-                            self.b.ins().store(mem(), lo, self.regs, off(r));
-                            self.b.ins().store(mem(), hi, self.regs, off(r) + 8);
+                            let regs = self.regs;
+                            self.store_words(lo, hi, regs, off(r));
                         }
                     }
                     let pcv = self.b.ins().iconst(I64, pc as i64 | flag);
@@ -1089,8 +1099,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
             opc::GetField => {
                 let slot = self.field_slot(b, c, None, pc);
-                let lo = self.b.ins().load(I64, mem(), slot, 0);
-                let hi = self.b.ins().load(I64, mem(), slot, 8);
+                let (lo, hi) = self.load_words(slot, 0);
                 self.def_unstored(a, lo, hi);
             }
             opc::SetField => {
@@ -1187,10 +1196,9 @@ impl<'a, 'f> Translator<'a, 'f> {
         let element = self.b.ins().iadd(data, bytes);
         let own = self.b.ins().iadd_imm_s(self.regs, off(a + 2) as i64);
         let from = self.b.ins().select(inside, element, own);
-        let lo = self.b.ins().load(I64, mem(), from, 0);
-        let hi = self.b.ins().load(I64, mem(), from, 8);
-        self.b.ins().store(mem(), lo, self.regs, off(a + 2));
-        self.b.ins().store(mem(), hi, self.regs, off(a + 2) + 8);
+        let (lo, hi) = self.load_words(from, 0);
+        let regs = self.regs;
+        self.store_words(lo, hi, regs, off(a + 2));
         let moved = self.b.ins().iadd_imm_s(cursor, 1);
         let next = self.b.ins().select(inside, moved, cursor);
         self.def(a + 1, Ty::Int, next);
@@ -1232,14 +1240,13 @@ impl<'a, 'f> Translator<'a, 'f> {
         let (addr, slow, join) = self.element(obj, idx);
         let lo = self.b.append_block_param(join, I64);
         let hi = self.b.append_block_param(join, I64);
-        let l = self.b.ins().load(I64, mem(), addr, 0);
-        let h = self.b.ins().load(I64, mem(), addr, 8);
+        let (l, h) = self.load_words(addr, 0);
         self.b.ins().jump(join, &[l.into(), h.into()]);
         self.b.switch_to_block(slow);
         let out = self.b.ins().iadd_imm_s(self.regs, off(a) as i64);
         self.checked_helper(self.h.array_get, &[obj, idx, out], pc);
-        let l = self.b.ins().load(I64, mem(), self.regs, off(a));
-        let h = self.b.ins().load(I64, mem(), self.regs, off(a) + PAYLOAD);
+        let regs = self.regs;
+        let (l, h) = self.load_words(regs, off(a));
         self.b.ins().jump(join, &[l.into(), h.into()]);
         self.b.switch_to_block(join);
         (lo, hi)
@@ -1854,8 +1861,8 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
         }
         let disp = off(slot as usize);
-        let lo = self.b.ins().load(I64, mem(), self.mvars, disp);
-        let hi = self.b.ins().load(I64, mem(), self.mvars, disp + 8);
+        let mvars = self.mvars;
+        let (lo, hi) = self.load_words(mvars, disp);
         self.def_unstored(a, lo, hi);
         self.fresh_functions.push((a, slot));
     }
