@@ -18,6 +18,7 @@ pub mod stress;
 pub mod translate;
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
@@ -554,7 +555,7 @@ impl Jit {
             };
             self.direct.insert(id.0, (fid, ps.clone(), own));
             let variant = translate::Variant::Direct(ps);
-            match self.define(module, program, id, &dan, &variant, fid, sig) {
+            match self.define_guarded(module, program, id, &dan, &variant, fid, sig) {
                 Ok(c) => caches.push(c),
                 Err(e) => {
                     self.direct.remove(&id.0);
@@ -569,7 +570,7 @@ impl Jit {
             Ok(f) => f,
             Err(e) => return self.refuse(program, id, &format!("declare: {e}")),
         };
-        match self.define(
+        match self.define_guarded(
             module,
             program,
             id,
@@ -759,6 +760,38 @@ impl Jit {
         }
     }
 
+    /// [`Jit::define`], with a panic inside it (in Cranelift or in the translator: a
+    /// bug) turned into an error, so the proto is refused and stays interpreted rather
+    /// than the compile thread dying. The panic's message is not printed (see
+    /// [`quiet_compile_panics`]); `--jit-verbose` shows it as the refusal's reason.
+    #[allow(clippy::too_many_arguments)]
+    fn define_guarded(
+        &mut self,
+        module: &mut JITModule,
+        program: &Program,
+        id: ProtoId,
+        an: &infer::Analysis,
+        variant: &translate::Variant,
+        fid: FuncId,
+        sig: Signature,
+    ) -> Result<translate::Caches, String> {
+        quiet_compile_panics();
+        let run = AssertUnwindSafe(|| self.define(module, program, id, an, variant, fid, sig));
+        COMPILING.with(|c| c.set(true));
+        let result = std::panic::catch_unwind(run);
+        COMPILING.with(|c| c.set(false));
+        result.unwrap_or_else(|panic| {
+            // The builder's scratch state may be half-used.
+            self.fctx = FunctionBuilderContext::new();
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(format!("internal error in the compiler: {why}"))
+        })
+    }
+
     /// Translates one variant of proto `id` and defines it as function `fid`; returns
     /// the inline-cache words its code uses.
     #[allow(clippy::too_many_arguments)]
@@ -882,6 +915,26 @@ fn known_callees(
             })
         })
         .collect()
+}
+
+thread_local! {
+    /// Set while the compile thread runs [`Jit::define`].
+    static COMPILING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that stays silent for panics inside a
+/// compile (they become refusals, see [`Jit::define_guarded`]) and passes every other
+/// panic to the hook that was there before.
+fn quiet_compile_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !COMPILING.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// The signature every compiled proto has (see [`abi`]).
