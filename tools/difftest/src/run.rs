@@ -116,8 +116,10 @@ impl Runner {
     pub fn new(kiln: &Path, tag: &str, timeout: Duration) -> io::Result<Runner> {
         let dir = std::env::temp_dir().join(format!("kiln-difftest-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
+        // The child runs inside `dir`, so a relative `--kiln` path must be resolved here.
+        let kiln = std::fs::canonicalize(kiln)?;
         Ok(Runner {
-            kiln: kiln.to_path_buf(),
+            kiln,
             dir,
             timeout,
         })
