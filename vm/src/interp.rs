@@ -305,7 +305,15 @@ impl Vm {
                 self.fuel -= $steps as i64;
                 if self.fuel <= 0 {
                     save_pc!();
-                    vm!(self.refuel());
+                    if let Err(stop) = self.refuel() {
+                        // Errors point at the instruction before the saved pc; a limit
+                        // stops *at* this one. A suspension must resume here, not after.
+                        if matches!(stop, Fault::Limit(_)) {
+                            pc += 1;
+                        }
+                        throw!(stop);
+                    }
+                    rewin!();
                 }
             }};
         }
