@@ -118,11 +118,7 @@ impl Runner {
         std::fs::create_dir_all(&dir)?;
         // The child runs inside `dir`, so a relative `--kiln` path must be resolved here.
         let kiln = std::fs::canonicalize(kiln)?;
-        Ok(Runner {
-            kiln,
-            dir,
-            timeout,
-        })
+        Ok(Runner { kiln, dir, timeout })
     }
 
     /// Runs `text` in `mode`.
