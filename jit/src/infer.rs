@@ -780,6 +780,12 @@ fn fixpoint(
     }
 }
 
+/// Whether compiled code of `proto` may spend fuel: it has loops (`headers`) or
+/// calls. Code that may not neither reads nor writes `JitCtx::fuel`.
+pub fn may_charge(proto: &Proto, headers: &[usize]) -> bool {
+    !headers.is_empty() || proto.code.iter().any(|i| i.op_byte() == opc::Call)
+}
+
 /// Targets of backward jumps (where loops start, and where the interpreter may enter)
 /// with the steps an iteration charges: per pc, 0 where no loop starts.
 fn loop_charges(proto: &Proto) -> Vec<u32> {

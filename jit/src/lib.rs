@@ -13,6 +13,7 @@
 
 pub mod abi;
 pub mod infer;
+mod inline;
 pub mod params;
 pub mod stress;
 pub mod translate;
@@ -311,6 +312,8 @@ struct Jit {
     direct_callers: HashMap<u32, HashSet<u32>>,
     /// Functions defined so far (their names must be unique in the module).
     defined: u64,
+    /// The direct variants callers inline rather than call.
+    inlined: inline::Bodies,
     /// Compiles in progress that compile their callees first.
     nesting: u32,
 }
@@ -383,7 +386,11 @@ impl Imports {
         module: &mut JITModule,
         func: &mut cranelift_codegen::ir::Function,
     ) -> [FuncRef; 11] {
-        let ids = [
+        self.ids().map(|id| module.declare_func_in_func(id, func))
+    }
+
+    fn ids(&self) -> [FuncId; 11] {
+        [
             self.module_vars,
             self.float_mod,
             self.array_get,
@@ -395,8 +402,7 @@ impl Imports {
             self.math[2],
             self.math[3],
             self.exit_stress,
-        ];
-        ids.map(|id| module.declare_func_in_func(id, func))
+        ]
     }
 }
 
@@ -443,6 +449,7 @@ impl Jit {
             direct: HashMap::new(),
             direct_callers: HashMap::new(),
             defined: 0,
+            inlined: inline::Bodies::default(),
             nesting: 0,
         })
     }
@@ -553,7 +560,9 @@ impl Jit {
                 Ok(f) => f,
                 Err(e) => return self.refuse(program, id, &format!("declare: {e}")),
             };
-            self.direct.insert(id.0, (fid, ps.clone(), own));
+            if let Some((old, ..)) = self.direct.insert(id.0, (fid, ps.clone(), own)) {
+                self.inlined.forget(old);
+            }
             let variant = translate::Variant::Direct(ps);
             match self.define_guarded(module, program, id, &dan, &variant, fid, sig) {
                 Ok(c) => caches.push(c),
@@ -580,10 +589,10 @@ impl Jit {
             sig,
         ) {
             Ok(c) => caches.push(c),
-            Err(e) => return self.refuse(program, id, &e),
+            Err(e) => return self.forget_direct(program, id, &e),
         }
         if let Err(e) = module.finalize_definitions() {
-            return self.refuse(program, id, &format!("finalize: {e}"));
+            return self.forget_direct(program, id, &format!("finalize: {e}"));
         }
         let entry = module.get_finalized_function(fid) as usize;
         let i = id.0 as usize;
@@ -654,6 +663,15 @@ impl Jit {
         self.tables.code[i].store(entry as u64, Ordering::Release);
         self.installed(program, id);
     }
+    /// Refuses `id` after its direct variant was defined: callers compiled from now on
+    /// must not call (or inline) code whose inline caches are dropped with this compile.
+    fn forget_direct(&mut self, program: &Program, id: ProtoId, why: &str) {
+        if let Some((fid, ..)) = self.direct.remove(&id.0) {
+            self.inlined.forget(fid);
+        }
+        self.refuse(program, id, why)
+    }
+
     /// The analysis of the direct variant of `id` taking `params`, and the type it
     /// returns if one. A recursive proto's own calls are assumed to return the type its
     /// other returns give, if the analysis under that assumption agrees. `facts` get
@@ -841,6 +859,9 @@ impl Jit {
                 k.direct = Some(translate::DirectCallee {
                     func,
                     params: params.clone(),
+                    inlined: self.inlined.has(*callee_fid),
+                    // Direct variants are loop-free.
+                    charges: infer::may_charge(program.proto(ProtoId(k.proto)), &[]),
                 });
                 if k.proto != id.0 {
                     self.direct_callers.entry(k.proto).or_default().insert(id.0);
@@ -866,6 +887,11 @@ impl Jit {
             b.finalize(module.target_config());
             c
         };
+        if matches!(variant, translate::Variant::Direct(_)) {
+            let helpers = self.imports.ids().map(|f| f.as_u32());
+            self.inlined.offer(fid, &ctx.func, |f| helpers.contains(&f));
+        }
+        self.inlined.inline_into(&mut ctx)?;
         let which = match variant {
             translate::Variant::Generic => "",
             translate::Variant::Direct(_) => " (direct)",

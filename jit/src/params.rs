@@ -53,3 +53,9 @@ pub const MAX_DIRECT_PARAMS: usize = 6;
 /// How deep compiling a proto compiles its callees first (callees of callees, ...).
 /// Hot code's callees are hot too; deeper ones are left to their own counters.
 pub const MAX_CALLEE_NESTING: u32 = 3;
+
+/// A direct variant is inlined into its callers only if its IR has at most this many
+/// instructions (`inline`). Spectral-norm's `a(i, j)` is about 40 and fib about 270,
+/// most of it cold exit paths; bigger bodies make the call small next to the work, and
+/// callers would only grow and compile longer.
+pub const MAX_INLINED_INSTS: usize = 400;

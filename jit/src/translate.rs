@@ -82,6 +82,12 @@ pub struct Translator<'a, 'f> {
     /// `DEPTH_ONE` (the high half of the `entry` argument, less one): negative when
     /// this frame may not call.
     depth: ir::Value,
+    /// The fuel left (`JitCtx::fuel`), in a variable so loops count it in a machine
+    /// register; stored to `ctx` around calls and wherever the code leaves.
+    fuel: Variable,
+    /// Whether this code spends fuel at all (`infer::may_charge`); if not, `fuel` is
+    /// never defined and `ctx` keeps the count.
+    charges: bool,
     /// Per pc: the callee a `Call` was compiled for, if known.
     callees: Vec<Option<Callee>>,
     /// This is a direct variant (see [`Variant`]).
@@ -174,6 +180,10 @@ pub struct Around<'a> {
 pub struct DirectCallee {
     pub func: FuncRef,
     pub params: Vec<Ty>,
+    /// Its body is copied into the caller (see `inline`), so its code need not exist.
+    pub inlined: bool,
+    /// It may spend fuel (`infer::may_charge`), so it reads and writes `JitCtx::fuel`.
+    pub charges: bool,
 }
 
 /// Addresses and offsets baked into the code as constants.
@@ -242,6 +252,13 @@ fn mem() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
+/// Memory no store changes while compiled code runs (see the invariants in
+/// ARCHITECTURE.md's JIT section): Cranelift may merge, hoist out of loops or drop
+/// such loads.
+fn fixed() -> MemFlagsData {
+    MemFlagsData::trusted().with_readonly().with_can_move()
+}
+
 /// For an arithmetic opcode with a constant operand (`AddK`), its two-register twin.
 fn register_form(op: u8) -> Option<u8> {
     Some(match op {
@@ -307,6 +324,12 @@ impl<'a, 'f> Translator<'a, 'f> {
             (p[3], p[4], depth)
         };
         let depth = b.ins().iadd_imm_s(depth, -DEPTH_ONE);
+        let fuel = b.declare_var(I64);
+        let charges = infer::may_charge(proto, &an.headers);
+        if charges {
+            let left = b.ins().load(I64, mem(), p[0], CTX_FUEL);
+            b.def_var(fuel, left);
+        }
         let blocks = (0..proto.code.len())
             .map(|pc| (an.leaders[pc] && an.types[pc].is_some()).then(|| b.create_block()))
             .collect();
@@ -329,6 +352,8 @@ impl<'a, 'f> Translator<'a, 'f> {
             caches: Caches::for_proto(proto),
             layout,
             depth,
+            fuel,
+            charges,
             callees,
             direct,
             has_handlers: proto.code.iter().any(|i| i.op_byte() == opc::PushHandler),
@@ -759,9 +784,9 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// Charges `steps` of fuel; when the grant is spent, leaves at `pc` (a loop header
     /// or a call, so the interpreter refuels at its next charge).
     fn charge(&mut self, steps: i64, pc: usize) {
-        let fuel = self.b.ins().load(I64, mem(), self.ctx, CTX_FUEL);
+        let fuel = self.b.use_var(self.fuel);
         let left = self.b.ins().iadd_imm_s(fuel, -steps);
-        self.b.ins().store(mem(), left, self.ctx, CTX_FUEL);
+        self.b.def_var(self.fuel, left);
         let ok = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, left, 0);
         self.guard_exit(ok, pc, FUEL_EXIT);
     }
@@ -774,8 +799,28 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.has_handlers || self.an.live[pc][r]
     }
 
+    /// Stores the fuel left (kept in a variable: see `fuel`) for code that reads it in
+    /// `ctx`: a callee, or the VM once this code returns.
+    fn store_fuel(&mut self) {
+        if !self.charges {
+            return;
+        }
+        let fuel = self.b.use_var(self.fuel);
+        self.b.ins().store(mem(), fuel, self.ctx, CTX_FUEL);
+    }
+
+    /// Takes the fuel a callee left in `ctx`.
+    fn load_fuel(&mut self) {
+        if !self.charges {
+            return;
+        }
+        let fuel = self.b.ins().load(I64, mem(), self.ctx, CTX_FUEL);
+        self.b.def_var(self.fuel, fuel);
+    }
+
     /// Returns `status` (an `i32`, not [`RETURNED`]) in this variant's convention.
     fn leave(&mut self, status: ir::Value) {
+        self.store_fuel();
         if self.direct {
             // No payload: the word again, rather than a constant Cranelift would keep
             // in a register across the whole function.
@@ -1070,7 +1115,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             opc::LoadBuiltin => {
                 // Built-ins are made on first use: one not made yet is the
                 // interpreter's to make.
-                let builtins = self.b.ins().load(I64, mem(), self.ctx, CTX_BUILTINS);
+                let builtins = self.b.ins().load(I64, fixed(), self.ctx, CTX_BUILTINS);
                 let tag = self.b.ins().load(I8, mem(), builtins, off(ins.bx()));
                 let made = self.b.ins().icmp_imm_s(IntCC::NotEqual, tag, TAG_UNDEF);
                 self.guard_expected(made, pc);
@@ -1112,6 +1157,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             opc::CallMethod => self.math_call(ins, pc),
             opc::Return if self.direct => {
                 let (word, payload) = self.return_value(a, b);
+                self.store_fuel();
                 self.b.ins().return_(&[word, payload]);
                 self.done = true;
             }
@@ -1129,6 +1175,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                     }
                 }
                 let s = self.b.ins().iconst(I32, RETURNED as i64);
+                self.store_fuel();
                 self.b.ins().return_(&[s]);
                 self.done = true;
             }
@@ -1655,7 +1702,8 @@ impl<'a, 'f> Translator<'a, 'f> {
             // The callee this call site was compiled for: arity, frame size and module
             // (the caller's: module functions are declared in it) are known.
             Some(k) => {
-                let (proto, code) = self.known_proto(a, &k, pc);
+                let proto = self.known_proto(a, &k, pc);
+                let code = self.code_of(&k, pc);
                 let bytes = self
                     .b
                     .ins()
@@ -1667,12 +1715,14 @@ impl<'a, 'f> Translator<'a, 'f> {
         let callee_regs = self.enter_frame(a, frame_bytes, pc);
         let callee = self.load_word(a);
         let depth_less = self.depth;
+        self.store_fuel();
         let status = self.b.ins().call_indirect(
             self.h.proto_sig,
             code,
             &[self.ctx, callee_regs, callee, module, mvars, depth_less],
         );
         let status = self.b.inst_results(status)[0];
+        self.load_fuel();
         self.called(a);
         let proto = match known {
             Some(k) => CalleeProto::Known(k.proto),
@@ -1757,14 +1807,29 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
         let before = self.st.clone();
         self.known_proto(a, &k, pc);
+        // A recursive call needs no check (see `code_of`), so no code pointer either.
+        if !d.inlined && !k.recursive {
+            self.code_of(&k, pc);
+        }
         let bytes = self
             .b
             .ins()
             .iconst(I64, k.max_regs as i64 * VALUE_SIZE as i64);
-        let callee_regs = self.enter_frame(a, bytes, pc);
+        let callee_regs = if d.inlined {
+            self.callee_window(a, bytes, pc)
+        } else {
+            self.enter_frame(a, bytes, pc)
+        };
         let mut all = vec![self.ctx, callee_regs, self.module, self.mvars, self.depth];
         all.extend(args);
+        // A callee that spends no fuel leaves it where it is: here.
+        if d.charges {
+            self.store_fuel();
+        }
         let call = self.b.ins().call(d.func, &all);
+        if d.charges {
+            self.load_fuel();
+        }
         self.called(a);
         let (word, payload) = (self.b.inst_results(call)[0], self.b.inst_results(call)[1]);
         let status = self.b.ins().band_imm_s(word, 0xFF);
@@ -1827,7 +1892,10 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// Whether constant slot `slot` holds the closure of the proto it is bound to.
     fn holds_function(&mut self, slot: u16) -> ir::Value {
         let want = self.functions[&slot] as i64;
-        let tag = self.b.ins().load(I8, mem(), self.mvars, off(slot as usize));
+        let tag = self
+            .b
+            .ins()
+            .load(I8, fixed(), self.mvars, off(slot as usize));
         let is_fn = self.b.ins().icmp_imm_s(IntCC::Equal, tag, TAG_FUNC);
         let (check, join) = (self.b.create_block(), self.b.create_block());
         let ok = self.b.append_block_param(join, I8);
@@ -1836,8 +1904,13 @@ impl<'a, 'f> Translator<'a, 'f> {
         let closure = self
             .b
             .ins()
-            .load(I64, mem(), self.mvars, off(slot as usize) + PAYLOAD);
-        let proto = self.b.ins().load(I32, mem(), closure, CLOSURE_PROTO);
+            .load(I64, fixed(), self.mvars, off(slot as usize) + PAYLOAD);
+        // Not `fixed`: only a function's payload may be read as a closure, so this load
+        // must not move above the tag check. A closure's proto never changes.
+        let proto = self
+            .b
+            .ins()
+            .load(I32, mem().with_readonly(), closure, CLOSURE_PROTO);
         let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, want);
         self.b.ins().jump(join, &[right.into()]);
         self.b.switch_to_block(join);
@@ -1860,9 +1933,10 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.checked_functions.insert(slot, None);
             }
         }
+        // The slot is constant while code runs, so these loads are only kept where used.
         let disp = off(slot as usize);
-        let mvars = self.mvars;
-        let (lo, hi) = self.load_words(mvars, disp);
+        let lo = self.b.ins().load(I64, fixed(), self.mvars, disp);
+        let hi = self.b.ins().load(I64, fixed(), self.mvars, disp + PAYLOAD);
         self.def_unstored(a, lo, hi);
         self.fresh_functions.push((a, slot));
     }
@@ -1885,18 +1959,22 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.guard_expected(compiled, pc);
     }
 
-    /// The proto and code pointer of the callee in `R[a]`, checked to be `k`'s and to
-    /// be compiled; otherwise the interpreter makes the call.
-    fn known_proto(&mut self, a: usize, k: &Callee, pc: usize) -> (ir::Value, ir::Value) {
+    /// The proto of the callee in `R[a]`, checked to be `k`'s; otherwise the
+    /// interpreter makes the call.
+    fn known_proto(&mut self, a: usize, k: &Callee, pc: usize) -> ir::Value {
         let checked = self.function_of[a].is_some_and(|s| self.functions[&s] == k.proto);
-        let proto = if checked {
-            self.b.ins().iconst(I64, k.proto as i64)
-        } else {
-            let proto = self.callee_proto(a, pc);
-            let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, k.proto as i64);
-            self.guard_expected(right, pc);
-            proto
-        };
+        if checked {
+            return self.b.ins().iconst(I64, k.proto as i64);
+        }
+        let proto = self.callee_proto(a, pc);
+        let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, k.proto as i64);
+        self.guard_expected(right, pc);
+        proto
+    }
+
+    /// The code pointer of known callee `k`, checked to be compiled; otherwise the
+    /// interpreter makes the call.
+    fn code_of(&mut self, k: &Callee, pc: usize) -> ir::Value {
         let at = self.layout.tables.code + k.proto as i64 * 8;
         let addr = self.b.ins().iconst(I64, at);
         let code = self.b.ins().load(I64, mem(), addr, 0);
@@ -1904,7 +1982,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         if !k.recursive {
             self.guard_compiled(code, pc);
         }
-        (proto, code)
+        code
     }
 
     /// The checks every compiled call makes before it calls (nesting depth, fuel, room
@@ -1916,9 +1994,16 @@ impl<'a, 'f> Translator<'a, 'f> {
             .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, self.depth, 0);
         self.guard_expected(room, pc);
         self.charge(1, pc);
+        self.callee_window(a, frame_bytes, pc)
+    }
+
+    /// The callee's window for a call at `R[a]`, checked to have room for `frame_bytes`
+    /// of registers. An inlined call checks only this: it nests no machine frame and
+    /// runs no loop, and the loop around it charges fuel at its back-edge.
+    fn callee_window(&mut self, a: usize, frame_bytes: ir::Value, pc: usize) -> ir::Value {
         let callee_regs = self.b.ins().iadd_imm_s(self.regs, off(a + 1) as i64);
         let end = self.b.ins().iadd(callee_regs, frame_bytes);
-        let stack_end = self.b.ins().load(I64, mem(), self.ctx, CTX_STACK_END);
+        let stack_end = self.b.ins().load(I64, fixed(), self.ctx, CTX_STACK_END);
         let fits = self
             .b
             .ins()
