@@ -80,3 +80,22 @@ fn tasks_channels_and_timers_work_across_inputs() {
         assert_eq!(err.matches("error").count(), 1, "{mode}: {err}");
     }
 }
+
+/// A function redefined at the prompt is what its old closure's recursive calls reach:
+/// compiled code trusts a constant function slot only while no input redefines it.
+#[test]
+fn a_redefined_function_is_what_old_closures_call() {
+    let input = "fn f(n) { if n < 2 { return n }\n return f(n - 1) + f(n - 2) }\n\
+                 let old = f\n\
+                 f(20)\n\
+                 fn f(n) { return 1000 }\n\
+                 old(5)\n\
+                 fn h(n) { return old(n) + old(n + 1) }\n\
+                 h(6)\n";
+    for mode in ["off", "on", "eager"] {
+        let (out, err, ok) = repl(mode, input);
+        assert!(ok, "{mode}: {err}");
+        let lines: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(lines, ["6765", "2000", "4000"], "{mode}: {out}\n{err}");
+    }
+}

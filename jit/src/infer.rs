@@ -9,7 +9,7 @@
 //! register goes to memory. Instructions the compiler does not handle end their path
 //! with a side exit, so the interpreter runs them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kiln_vm::bytecode::{opc, Instr};
@@ -471,6 +471,26 @@ pub fn math_call(
 pub fn is_len_call(ins: Instr, st: &[Ty], facts: &Facts, pc: usize) -> bool {
     let a = ins.a();
     st[a] == Ty::Len && ins.b() == 1 && st[a + 1].unknown() && facts.site(pc, a + 1).is_none()
+}
+
+/// The field names whose values may change while compiled code of `proto` runs: the
+/// ones it stores, or every name (`None`) if it calls code that might store any (a
+/// call that leaves for the interpreter leaves the code too; helpers store no fields).
+pub fn stored_fields(proto: &Proto, an: &Analysis) -> Option<HashSet<Arc<str>>> {
+    let mut names = HashSet::new();
+    for (pc, (&ins, st)) in proto.code.iter().zip(&an.types).enumerate() {
+        let Some(st) = st else { continue };
+        match ins.op_byte() {
+            opc::Call if !is_len_call(ins, st, &an.facts, pc) => return None,
+            opc::SetField => {
+                if let Constant::Str(name) = &proto.consts[ins.b()] {
+                    names.insert(name.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(names)
 }
 
 /// The one type every `Return` of the analysed code gives, if they agree on a typed

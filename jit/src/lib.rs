@@ -881,6 +881,7 @@ impl Jit {
                 callees,
                 fields: &fields,
                 functions: &functions,
+                id: id.0,
             };
             let (b, c) = translate::Translator::new(b, proto, an, helpers, layout, around, variant)
                 .translate();

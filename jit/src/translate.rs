@@ -7,7 +7,7 @@
 //! memory at the target. Side exits are cold blocks that store every typed register and
 //! return the pc to resume at.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -115,6 +115,10 @@ pub struct Translator<'a, 'f> {
     /// Per register: the declaration key this code checked its instance has, and the
     /// instance's field array (which never moves). Cleared like `mirror`.
     objects: Vec<Option<(u64, ir::Value)>>,
+    /// The field names whose values may change while this code runs
+    /// (`infer::stored_fields`; `None`: all). Reads of the others are pure to
+    /// Cranelift, which merges repeated ones and hoists them out of loops.
+    stored_fields: Option<HashSet<Arc<str>>>,
     /// The module's constant function slots, with the proto each is bound to.
     functions: HashMap<u16, u32>,
     /// Constant function slots checked to hold their proto's closure: for the whole
@@ -122,6 +126,9 @@ pub struct Translator<'a, 'f> {
     /// start (`None`). A constant slot changes only between runs (a REPL
     /// redefinition), never while code runs.
     checked_functions: HashMap<u16, Option<ir::Value>>,
+    /// In a direct variant, the proto's own constant slot, which holds its closure
+    /// for as long as the code runs (see `Translator::new`).
+    own_slot: Option<u16>,
     /// Per register: the constant function slot it was read from, unstored (a call
     /// through it leaves the window slot stale; unwinding copies the module slot).
     /// Cleared like `mirror`.
@@ -173,6 +180,8 @@ pub struct Around<'a> {
     /// The module's constant function slots and the proto each is bound to
     /// (`infer::module_functions`).
     pub functions: &'a [(u16, u32)],
+    /// The proto being compiled.
+    pub id: u32,
 }
 
 /// A callee's direct variant, as a call site sees it.
@@ -306,6 +315,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             callees,
             fields,
             functions,
+            id,
         } = around;
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -364,8 +374,16 @@ impl<'a, 'f> Translator<'a, 'f> {
             fresh_functions: Vec::new(),
             fields,
             objects: vec![None; n],
+            stored_fields: infer::stored_fields(proto, an),
             functions: functions.iter().copied().collect(),
             checked_functions: HashMap::new(),
+            // Every direct call is made through the callee's own constant slot, checked
+            // by the caller (`known_callees`), and slots do not change while code
+            // runs: a direct variant's reads of its own slot need no check.
+            own_slot: functions
+                .iter()
+                .find(|&&(_, p)| direct && p == id)
+                .map(|&(slot, _)| slot),
             function_of: vec![None; n],
         };
         if !direct && !t.an.headers.is_empty() {
@@ -1144,7 +1162,9 @@ impl<'a, 'f> Translator<'a, 'f> {
             }
             opc::GetField => {
                 let slot = self.field_slot(b, c, None, pc);
-                let (lo, hi) = self.load_words(slot, 0);
+                let flags = self.field_flags(c);
+                let lo = self.b.ins().load(I64, flags, slot, 0);
+                let hi = self.b.ins().load(I64, flags, slot, PAYLOAD);
                 self.def_unstored(a, lo, hi);
             }
             opc::SetField => {
@@ -1401,6 +1421,25 @@ impl<'a, 'f> Translator<'a, 'f> {
         write.is_none_or(|t| f.takes(t)).then_some(f)
     }
 
+    /// How to read field `K[k]`: as fixed memory if it is at a constant slot (so its
+    /// address depends on a checked field array) and nothing stores it while this
+    /// code runs.
+    fn field_flags(&self, k: usize) -> MemFlagsData {
+        let Constant::Str(name) = &self.proto.consts[k] else {
+            return mem();
+        };
+        let stable = self.known_field(k, None).is_some()
+            && self
+                .stored_fields
+                .as_ref()
+                .is_some_and(|stored| !stored.contains(name));
+        if stable {
+            fixed()
+        } else {
+            mem()
+        }
+    }
+
     /// The field array of the instance in register `r`, checked (once until `r` is
     /// written) to be of declaration `key`; otherwise a side exit at `pc`.
     fn checked_fields(&mut self, r: usize, key: u64, pc: usize) -> ir::Value {
@@ -1409,12 +1448,17 @@ impl<'a, 'f> Translator<'a, 'f> {
                 return fields;
             }
         }
+        // An instance's type and field array never change, and a type's key neither.
         let obj = self.object(r, TAG_STRUCT, pc);
-        let ty = self.b.ins().load(I64, mem(), obj, INSTANCE_TY);
-        let got = self.b.ins().load(I64, mem(), ty, TYPE_KEY);
+        let never_stored = mem().with_readonly();
+        let ty = self.b.ins().load(I64, never_stored, obj, INSTANCE_TY);
+        let got = self.b.ins().load(I64, never_stored, ty, TYPE_KEY);
         let ok = self.b.ins().icmp_imm_s(IntCC::Equal, got, key as i64);
         self.guard(ok, pc);
-        let fields = self.b.ins().load(I64, mem(), obj, self.layout.fields_at);
+        let fields = self
+            .b
+            .ins()
+            .load(I64, never_stored, obj, self.layout.fields_at);
         self.objects[r] = Some((key, fields));
         fields
     }
@@ -1807,6 +1851,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
         let before = self.st.clone();
         self.known_proto(a, &k, pc);
+        self.callee_slot_holds(a, &k, pc);
         // A recursive call needs no check (see `code_of`), so no code pointer either.
         if !d.inlined && !k.recursive {
             self.code_of(&k, pc);
@@ -1922,6 +1967,7 @@ impl<'a, 'f> Translator<'a, 'f> {
     /// further check of its callee.
     fn get_function(&mut self, a: usize, slot: u16, pc: usize) {
         match self.checked_functions.get(&slot) {
+            _ if self.own_slot == Some(slot) => {}
             Some(Some(ok)) => {
                 let ok = *ok;
                 self.guard_expected(ok, pc);
@@ -1970,6 +2016,20 @@ impl<'a, 'f> Translator<'a, 'f> {
         let right = self.b.ins().icmp_imm_s(IntCC::Equal, proto, k.proto as i64);
         self.guard_expected(right, pc);
         proto
+    }
+
+    /// A direct variant relies on its own constant slot holding its closure (see
+    /// `own_slot`). A callee register read from that slot in this block (checked)
+    /// proves it; one that only holds a closure of the proto is not enough.
+    fn callee_slot_holds(&mut self, a: usize, k: &Callee, pc: usize) {
+        if self.function_of[a].is_some_and(|s| self.functions[&s] == k.proto) {
+            return;
+        }
+        let slot = self.functions.iter().find(|&(_, &p)| p == k.proto);
+        if let Some((&slot, _)) = slot {
+            let ok = self.holds_function(slot);
+            self.guard_expected(ok, pc);
+        }
     }
 
     /// The code pointer of known callee `k`, checked to be compiled; otherwise the
