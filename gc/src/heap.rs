@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::block::{HeapId, Space};
 use crate::cell::{payload, CellLayout, Header, VTable};
 use crate::handle::Gc;
+use crate::pauses::Pauses;
 use crate::trace::{Liveness, Trace, Tracer};
 
 /// Where heap ids come from; 0 is never handed out (recording tracers use it).
@@ -98,6 +99,9 @@ pub struct HeapStats {
     pub last_pause_us: u64,
     /// Longest collection so far, in microseconds.
     pub max_pause_us: u64,
+    /// The pause 99% of collections so far did not exceed, in microseconds (within
+    /// 12.5%: see `pauses`).
+    pub p99_pause_us: u64,
     /// Blocks (64 KiB each) the heap holds.
     pub blocks: usize,
     /// Every byte ever counted as allocation: cells, external bytes at allocation, and
@@ -147,6 +151,7 @@ pub struct Heap {
     collections: u64,
     last_pause_us: u64,
     max_pause_us: u64,
+    pauses: Pauses,
 }
 
 // SAFETY: the heap exclusively owns its blocks and every object in them, all of which are
@@ -176,6 +181,7 @@ impl Heap {
             collections: 0,
             last_pause_us: 0,
             max_pause_us: 0,
+            pauses: Pauses::default(),
             config,
         };
         heap.set_thresholds(0);
@@ -325,6 +331,8 @@ impl Heap {
             collections: self.collections,
             last_pause_us: self.last_pause_us,
             max_pause_us: self.max_pause_us,
+            // The quantile is its bucket's bound, which may pass the longest pause.
+            p99_pause_us: self.pauses.quantile(0.99).min(self.max_pause_us),
             blocks: self.space.block_count(),
             total_allocated_bytes: self.paid.saturating_add(self.debt as u64),
         }
@@ -435,6 +443,7 @@ impl Heap {
         self.announced_at_collection = self.announced;
         self.last_pause_us = u64::try_from(pause.as_micros()).unwrap_or(u64::MAX);
         self.max_pause_us = self.max_pause_us.max(self.last_pause_us);
+        self.pauses.record(self.last_pause_us);
     }
 
     /// Sets when the next collection is due and when the owner's fast path gives way,

@@ -98,6 +98,7 @@ mod cell;
 mod handle;
 mod heap;
 mod malloc;
+mod pauses;
 mod trace;
 mod verify;
 

@@ -484,6 +484,7 @@ fn gc_stats(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
             ("collections", int(s.collections)),
             ("last_pause_us", int(s.last_pause_us)),
             ("max_pause_us", int(s.max_pause_us)),
+            ("p99_pause_us", int(s.p99_pause_us)),
         ],
     )
 }
@@ -618,10 +619,11 @@ mod tests {
                 "objects",
                 "collections",
                 "last_pause_us",
-                "max_pause_us"
+                "max_pause_us",
+                "p99_pause_us"
             ]
         );
-        assert_eq!(vm.display(Value::Map(m)).matches(": ").count(), 5);
+        assert_eq!(vm.display(Value::Map(m)).matches(": ").count(), 6);
     }
 
     #[test]
