@@ -531,7 +531,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
     }
 
     fn call(&mut self, callee: &'l Expr, args: &'l [Expr], dst: u8, span: Span) -> CResult<()> {
-        let a = if is_chain_link(callee) && self.is_temp(dst) {
+        // A temporary at the top of the registers is free above it: the call can be
+        // made right there, and its result needs no move.
+        let a = if self.is_temp(dst) && self.free_reg() as usize == dst as usize + 1 {
+            self.expr_to(callee, dst)?;
+            self.call_rest(dst, args)?
+        } else if is_chain_link(callee) && self.is_temp(dst) {
             self.expr_to(callee, dst)?;
             let a = self.alloc_reg(span)?;
             self.abc(Op::Move, a, dst, 0, span);

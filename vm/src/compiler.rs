@@ -1310,10 +1310,13 @@ impl<'l, 'p> Compiler<'l, 'p> {
             StmtKind::Import(i) => {
                 self.fail(i.span, "imports must be at the top level of a module")
             }
-            StmtKind::Expr(e) => {
-                let r = self.alloc_reg(e.span)?;
-                self.expr_to(e, r)
-            }
+            StmtKind::Expr(e) => match &e.kind {
+                ExprKind::If { cond, then, else_ } => self.if_stmt(cond, then, else_.as_deref()),
+                _ => {
+                    let r = self.alloc_reg(e.span)?;
+                    self.expr_to(e, r)
+                }
+            },
             StmtKind::Assign { target, op, value } => self.assign(target, *op, value, s.span),
             StmtKind::Return(e) => {
                 if self.fr().in_defer {
@@ -1321,6 +1324,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
                 }
                 if self.funcs.len() == 1 {
                     return self.fail(s.span, "`return` outside of a function");
+                }
+                // A local is returned from its own register, unless cleanups run first
+                // (a deferred statement may assign it after the value is taken).
+                let local = e.as_ref().and_then(|e| self.local_reg(e));
+                if let Some(r) = local.filter(|_| self.fr().cleanups.is_empty()) {
+                    return self.emit_return(r, s.span);
                 }
                 let r = self.alloc_reg(s.span)?;
                 match e {
@@ -1438,6 +1447,31 @@ impl<'l, 'p> Compiler<'l, 'p> {
     }
 
     /// A block; its value goes to `dst`, or is discarded when there is none.
+    /// An `if` whose value is not used: no register for it, and no `nil` for a missing
+    /// `else`.
+    fn if_stmt(&mut self, cond: &'l Expr, then: &'l Block, else_: Option<&'l Expr>) -> CResult<()> {
+        let to_else = self.cond_jump(cond, false)?;
+        self.block_into(then, None)?;
+        let Some(e) = else_ else {
+            self.patch_all_here(to_else);
+            return Ok(());
+        };
+        let to_end = self.jump(e.span);
+        self.patch_all_here(to_else);
+        match &e.kind {
+            ExprKind::If { cond, then, else_ } => self.if_stmt(cond, then, else_.as_deref())?,
+            ExprKind::Block(b) => self.block_into(b, None)?,
+            _ => {
+                let base = self.free_reg();
+                let r = self.alloc_reg(e.span).and_then(|r| self.expr_to(e, r));
+                self.free_to(base);
+                r?
+            }
+        }
+        self.patch_here(to_end);
+        Ok(())
+    }
+
     fn block_into(&mut self, b: &'l Block, dst: Option<u8>) -> CResult<()> {
         self.begin_scope();
         let mut ok = Ok(());
