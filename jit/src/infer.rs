@@ -392,6 +392,18 @@ pub fn transfer(proto: &Proto, pc: usize, st: &mut [Ty], facts: &Facts) -> Flow 
             (st[a], st[b]) = (x, y);
             return branch(proto, pc);
         }
+        opc::TestEqK | opc::TestLtK | opc::TestLeK | opc::TestGtK | opc::TestGeK => {
+            let Some(k) = const_ty(proto, b) else {
+                return Flow::Exit;
+            };
+            let Some((x, _)) =
+                guess_numbers(st[a], k, hint(a), Ty::Unset, dflt).filter(|&(x, _)| x == k)
+            else {
+                return Flow::Exit;
+            };
+            st[a] = x;
+            return branch(proto, pc);
+        }
         // Counters are ints; read from the window (a loop entered from the
         // interpreter) they are checked first.
         opc::ForPrep | opc::ForPrepIncl | opc::ForLoop | opc::ForLoopIncl => {
@@ -606,6 +618,11 @@ pub fn known_callees(proto: &Proto, leaders: &[bool], fns: &[(u16, u32)]) -> Vec
         | opc::TestLe
         | opc::TestGt
         | opc::TestGe
+        | opc::TestEqK
+        | opc::TestLtK
+        | opc::TestLeK
+        | opc::TestGtK
+        | opc::TestGeK
         | opc::Jmp
         | opc::Return => false,
         _ => ins.a() == r,
@@ -904,6 +921,9 @@ fn reads_writes(ins: Instr, regs: usize) -> (Vec<usize>, Vec<usize>) {
             (vec![b], vec![a])
         }
         opc::TestEq | opc::TestLt | opc::TestLe | opc::TestGt | opc::TestGe => (vec![a, b], vec![]),
+        opc::TestEqK | opc::TestLtK | opc::TestLeK | opc::TestGtK | opc::TestGeK => {
+            (vec![a], vec![])
+        }
         opc::ForPrep | opc::ForPrepIncl => ((a..a + 3).collect(), vec![a + 3]),
         opc::ForLoop | opc::ForLoopIncl => ((a..a + 3).collect(), vec![a, a + 3]),
         opc::CheckType => (vec![a], vec![a]),

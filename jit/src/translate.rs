@@ -268,6 +268,18 @@ fn fixed() -> MemFlagsData {
     MemFlagsData::trusted().with_readonly().with_can_move()
 }
 
+/// The comparison a test opcode (`TestLt`, `TestLtK`, ...) makes, as the opcode that
+/// produces it as a value (`Lt`).
+fn relation(test: u8) -> u8 {
+    match test {
+        opc::TestEq | opc::TestEqK => opc::Eq,
+        opc::TestLt | opc::TestLtK => opc::Lt,
+        opc::TestLe | opc::TestLeK => opc::Le,
+        opc::TestGt | opc::TestGtK => opc::Gt,
+        _ => opc::Ge,
+    }
+}
+
 /// For an arithmetic opcode with a constant operand (`AddK`), its two-register twin.
 fn register_form(op: u8) -> Option<u8> {
     Some(match op {
@@ -1093,14 +1105,14 @@ impl<'a, 'f> Translator<'a, 'f> {
                 self.branch_flow_when(t, c != 0, flow);
             }
             opc::TestEq | opc::TestLt | opc::TestLe | opc::TestGt | opc::TestGe => {
-                let rel = match op {
-                    opc::TestEq => opc::Eq,
-                    opc::TestLt => opc::Lt,
-                    opc::TestLe => opc::Le,
-                    opc::TestGt => opc::Gt,
-                    _ => opc::Ge,
-                };
-                let holds = self.compare(rel, a, b, after[a], pc);
+                let holds = self.compare(relation(op), a, b, after[a], pc);
+                self.branch_flow_when(holds, c != 0, flow);
+            }
+            opc::TestEqK | opc::TestLtK | opc::TestLeK | opc::TestGtK | opc::TestGeK => {
+                let t = after[a];
+                let x = self.num_as(a, t, t, pc);
+                let k = self.konst(b, t);
+                let holds = self.compare_values(relation(op), x, k, t);
                 self.branch_flow_when(holds, c != 0, flow);
             }
             opc::ForPrep | opc::ForPrepIncl => self.for_prep(a, pc, flow, op == opc::ForPrepIncl),
@@ -1606,6 +1618,11 @@ impl<'a, 'f> Translator<'a, 'f> {
     fn compare(&mut self, rel: u8, x: usize, y: usize, t: Ty, pc: usize) -> ir::Value {
         let a = self.num_as(x, t, t, pc);
         let b = self.num_as(y, t, t, pc);
+        self.compare_values(rel, a, b, t)
+    }
+
+    /// `a rel b` for two numbers of type `t`.
+    fn compare_values(&mut self, rel: u8, a: ir::Value, b: ir::Value, t: Ty) -> ir::Value {
         if t == Ty::Float {
             let cc = match rel {
                 opc::Eq => FloatCC::Equal,

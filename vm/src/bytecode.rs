@@ -135,6 +135,12 @@ opcodes! {
     TestLe      ABC  "if (R[A] <= R[B]) == k(C) then take the next Jmp else skip it",
     TestGt      ABC  "if (R[A] > R[B]) == k(C) then take the next Jmp else skip it",
     TestGe      ABC  "if (R[A] >= R[B]) == k(C) then take the next Jmp else skip it",
+    // The K forms compare with a number constant K[B] (a literal right operand).
+    TestEqK     ABC  "if (R[A] == K[B]) == k(C) then take the next Jmp else skip it",
+    TestLtK     ABC  "if (R[A] < K[B]) == k(C) then take the next Jmp else skip it",
+    TestLeK     ABC  "if (R[A] <= K[B]) == k(C) then take the next Jmp else skip it",
+    TestGtK     ABC  "if (R[A] > K[B]) == k(C) then take the next Jmp else skip it",
+    TestGeK     ABC  "if (R[A] >= K[B]) == k(C) then take the next Jmp else skip it",
     // Loops.
     ForPrep     AsBx "R[A], R[A+1], R[A+2] = start, end, step (ints; end exclusive); if the loop runs zero times pc += sBx else R[A+3] := R[A]",
     ForLoop     AsBx "R[A] += R[A+2]; if R[A] has not passed R[A+1]: R[A+3] := R[A], pc += sBx",

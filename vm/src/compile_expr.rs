@@ -399,17 +399,9 @@ impl<'l, 'p> Compiler<'l, 'p> {
             _ => {
                 let b = self.first_operand(lhs, dst)?;
                 if let Some(kop) = k_form(op) {
-                    let k = match rhs.kind {
-                        ExprKind::Int(i) => Some(Constant::Int(i)),
-                        ExprKind::Float(f) => Some(Constant::Float(f)),
-                        _ => None,
-                    };
-                    if let Some(k) = k {
-                        let idx = self.constant(k, rhs.span)?;
-                        if let Ok(idx) = u8::try_from(idx) {
-                            self.abc(kop, dst, b, idx, span);
-                            return Ok(());
-                        }
+                    if let Some(k) = self.number_const(rhs)? {
+                        self.abc(kop, dst, b, k, span);
+                        return Ok(());
                     }
                 }
                 let c = self.expr_reg(rhs)?;
@@ -417,6 +409,18 @@ impl<'l, 'p> Compiler<'l, 'p> {
             }
         }
         Ok(())
+    }
+
+    /// The constant index of `e` if it is a number literal with an index that fits an
+    /// 8-bit operand (the K forms of operators and tests take it).
+    fn number_const(&mut self, e: &Expr) -> CResult<Option<u8>> {
+        let k = match e.kind {
+            ExprKind::Int(i) => Constant::Int(i),
+            ExprKind::Float(f) => Constant::Float(f),
+            _ => return Ok(None),
+        };
+        let idx = self.constant(k, e.span)?;
+        Ok(u8::try_from(idx).ok())
     }
 
     /// Emits the register-register form of an arithmetic or bitwise operator.
@@ -486,16 +490,23 @@ impl<'l, 'p> Compiler<'l, 'p> {
                 ) =>
             {
                 let a = self.expr_reg(lhs)?;
-                let b = self.expr_reg(rhs)?;
-                let (test, want) = match op {
-                    BinOp::Eq => (Op::TestEq, jump_if),
-                    BinOp::Ne => (Op::TestEq, !jump_if),
-                    BinOp::Lt => (Op::TestLt, jump_if),
-                    BinOp::Le => (Op::TestLe, jump_if),
-                    BinOp::Gt => (Op::TestGt, jump_if),
-                    _ => (Op::TestGe, jump_if),
+                let (test, test_k, want) = match op {
+                    BinOp::Eq => (Op::TestEq, Op::TestEqK, jump_if),
+                    BinOp::Ne => (Op::TestEq, Op::TestEqK, !jump_if),
+                    BinOp::Lt => (Op::TestLt, Op::TestLtK, jump_if),
+                    BinOp::Le => (Op::TestLe, Op::TestLeK, jump_if),
+                    BinOp::Gt => (Op::TestGt, Op::TestGtK, jump_if),
+                    _ => (Op::TestGe, Op::TestGeK, jump_if),
                 };
-                self.abc(test, a, b, want as u8, span);
+                match self.number_const(rhs)? {
+                    Some(k) => {
+                        self.abc(test_k, a, k, want as u8, span);
+                    }
+                    None => {
+                        let b = self.expr_reg(rhs)?;
+                        self.abc(test, a, b, want as u8, span);
+                    }
+                }
                 Ok(vec![self.jump(span)])
             }
             ExprKind::Nil => Ok(if !jump_if {

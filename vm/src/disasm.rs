@@ -61,6 +61,7 @@ fn annotate(p: &Proto, pc: usize) -> Option<String> {
     match op {
         Op::LoadK => k(ins.bx()),
         Op::AddK | Op::SubK | Op::MulK | Op::DivK | Op::IDivK | Op::ModK | Op::PowK => k(ins.c()),
+        Op::TestEqK | Op::TestLtK | Op::TestLeK | Op::TestGtK | Op::TestGeK => k(ins.b()),
         Op::GetField | Op::CallMethod | Op::AddMethod => k(ins.c()),
         Op::SetField => k(ins.b()),
         _ => match op.format() {

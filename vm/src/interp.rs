@@ -376,6 +376,20 @@ impl Vm {
             }};
         }
 
+        // `if (R[A] op rhs) == k(C)` take the next jump: ints and floats inline,
+        // anything else through `$slow` (which also raises the type errors).
+        macro_rules! order_test {
+            ($ins:expr, $rhs:expr, $op:tt, $slow:path) => {{
+                let rhs = $rhs;
+                let holds = match (&r!($ins.a()), &rhs) {
+                    (Value::Int(a), Value::Int(b)) => a $op b,
+                    (Value::Float(a), Value::Float(b)) => a $op b,
+                    (&a, &b) => check!($slow(&self.heap, a, b)),
+                };
+                jump_if!(holds == ($ins.c() != 0))
+            }};
+        }
+
         loop {
             let ins = code[pc];
             pc += 1;
@@ -570,6 +584,9 @@ impl Vm {
                     let eq = equal(&self.heap, &r!(ins.a()), &r!(ins.b()));
                     jump_if!(eq == (ins.c() != 0))
                 }
+                // The register forms are spelled out rather than written with
+                // `order_test!`: with the macro, rustc lays out the dispatch loop so that
+                // loop, nbody and spectral-norm run 4-5% more instructions (callgrind).
                 opc::TestLt => {
                     let lt = match (&r!(ins.a()), &r!(ins.b())) {
                         (Value::Int(a), Value::Int(b)) => a < b,
@@ -602,6 +619,14 @@ impl Vm {
                     };
                     jump_if!(ge == (ins.c() != 0))
                 }
+                opc::TestEqK => {
+                    let eq = equal(&self.heap, &r!(ins.a()), &konst!(ins.b()));
+                    jump_if!(eq == (ins.c() != 0))
+                }
+                opc::TestLtK => order_test!(ins, konst!(ins.b()), <, ops::less),
+                opc::TestLeK => order_test!(ins, konst!(ins.b()), <=, ops::less_eq),
+                opc::TestGtK => order_test!(ins, konst!(ins.b()), >, ops::greater),
+                opc::TestGeK => order_test!(ins, konst!(ins.b()), >=, ops::greater_eq),
                 opc::ForPrep | opc::ForPrepIncl => {
                     let a = ins.a();
                     let (start, end, step) =
