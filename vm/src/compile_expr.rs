@@ -542,9 +542,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
     }
 
     fn call(&mut self, callee: &'l Expr, args: &'l [Expr], dst: u8, span: Span) -> CResult<()> {
-        // A temporary at the top of the registers is free above it: the call can be
-        // made right there, and its result needs no move.
-        let a = if self.is_temp(dst) && self.free_reg() as usize == dst as usize + 1 {
+        let a = if self.is_top_temp(dst) {
             self.expr_to(callee, dst)?;
             self.call_rest(dst, args)?
         } else if is_chain_link(callee) && self.is_temp(dst) {
@@ -562,6 +560,12 @@ impl<'l, 'p> Compiler<'l, 'p> {
         Ok(())
     }
 
+    /// Whether `dst` is a temporary at the top of the registers: everything above it is
+    /// free, so a call can be made right there and its result needs no move.
+    fn is_top_temp(&self, dst: u8) -> bool {
+        self.is_temp(dst) && self.free_reg() as usize == dst as usize + 1
+    }
+
     fn method_call(
         &mut self,
         recv: &'l Expr,
@@ -577,7 +581,11 @@ impl<'l, 'p> Compiler<'l, 'p> {
         if chained {
             self.expr_to(recv, dst)?;
         }
-        let a = self.alloc_reg(span)?;
+        let a = if self.is_top_temp(dst) {
+            dst
+        } else {
+            self.alloc_reg(span)?
+        };
         let r = self.alloc_reg(recv.span)?;
         if chained {
             self.abc(Op::Move, r, dst, 0, recv.span);
