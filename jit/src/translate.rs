@@ -1894,12 +1894,23 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
         self.called(a);
         let (word, payload) = (self.b.inst_results(call)[0], self.b.inst_results(call)[1]);
+        let t = self.after[a];
+        // Returned with the expected type: one compare of the whole word. Everything
+        // else takes the cold path, which tells a stop from another type.
+        let hit = t.is_typed().then(|| {
+            let expected = (tag_of(t) << 8) | RETURNED as i64;
+            let fast = self.b.ins().icmp_imm_s(IntCC::Equal, word, expected);
+            let (hit, miss) = (self.b.create_block(), self.b.create_block());
+            self.b.set_cold_block(miss);
+            self.b.ins().brif(fast, hit, &[], miss, &[]);
+            self.b.switch_to_block(miss);
+            hit
+        });
         let status = self.b.ins().band_imm_s(word, 0xFF);
         self.after_call(status, &before, a, pc, CalleeProto::Known(k.proto));
         let tag = self.b.ins().ushr_imm_s(word, 8);
         let tag = self.b.ins().ireduce(I8, tag);
-        let t = self.after[a];
-        if !t.is_typed() {
+        let Some(hit) = hit else {
             self.b.ins().store(mem(), tag, self.regs, off(a));
             self.b
                 .ins()
@@ -1907,24 +1918,20 @@ impl<'a, 'f> Translator<'a, 'f> {
             self.mirror[a] = Some((tag, payload));
             self.fresh.push((a, (tag, payload)));
             return;
-        }
-        // The expected type stays unboxed; anything else is boxed into `R[a]` on the
-        // way to the interpreter, which resumes after the call.
+        };
+        // Another type: boxed into `R[a]` on the way to the interpreter, which resumes
+        // after the call. The expected type stays unboxed.
         self.st = self.after.clone();
         self.st[a] = Ty::Mem;
-        let ok = self.b.ins().icmp_imm_s(IntCC::Equal, tag, tag_of(t));
         let exit = self.exit_block(pc + 1, (a as i64 + 1) << EXIT_REG_SHIFT);
-        let (cont, boxed) = (self.b.create_block(), self.b.create_block());
-        self.b.set_cold_block(boxed);
-        self.b.ins().brif(ok, cont, &[], boxed, &[]);
-        self.b.switch_to_block(boxed);
         self.b.ins().store(mem(), tag, self.regs, off(a));
         self.b
             .ins()
             .store(mem(), payload, self.regs, off(a) + PAYLOAD);
         self.b.ins().jump(exit, &[]);
         self.fill_pending();
-        self.b.switch_to_block(cont);
+        self.b.switch_to_block(hit);
+        let tag = self.b.ins().iconst(I8, tag_of(t));
         self.mirror[a] = Some((tag, payload));
         self.load_payload(a, t);
         self.mirror[a] = None;
