@@ -366,7 +366,7 @@ pub fn iter_next(vm: &mut Vm, slot: usize, two: bool) -> Result<bool, Fault> {
         Value::Str(s) => {
             // The cursor packs the character index (high half) and byte offset (low).
             let (chars, off) = ((cursor >> 32) as usize, (cursor & 0xFFFF_FFFF) as usize);
-            let text = s.get(&vm.heap).text.clone();
+            let text = &s.get(&vm.heap).text;
             let Some(c) = text.get(off..).and_then(|t| t.chars().next()) else {
                 return Ok(false);
             };
