@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use kiln_gc::Heap;
+use kiln_gc::{Gc, Heap};
 
 use crate::bytecode::{opc, Instr};
 use crate::error::Fault;
@@ -637,6 +637,14 @@ pub fn new_struct(vm: &mut Vm, a: usize, b: usize, shape: &[Arc<str>]) -> Result
         return Err(fault!("cannot build a struct literal from {t}"));
     };
     let t = ty.get(&vm.heap);
+    // The usual literal: every field, in declaration order, none annotated.
+    let plain = shape.len() == t.fields.len()
+        && shape.iter().zip(&t.fields).all(|(s, f)| Arc::ptr_eq(s, f))
+        && t.field_types.iter().all(Option::is_none);
+    if plain {
+        let fields: Box<[Value]> = vm.stack[b + 1..b + 1 + shape.len()].into();
+        return finish_struct(vm, a, b, ty, fields);
+    }
     let mut fields: Vec<Value> = t
         .has_default
         .iter()
@@ -664,11 +672,20 @@ pub fn new_struct(vm: &mut Vm, a: usize, b: usize, shape: &[Arc<str>]) -> Result
             None => v,
         };
     }
-    let init = t.init;
-    let inst = vm.alloc(Instance {
-        ty,
-        fields: fields.into_boxed_slice(),
-    })?;
+    finish_struct(vm, a, b, ty, fields.into_boxed_slice())
+}
+
+/// Allocates the instance of `ty` with `fields` and runs its initialiser, if any (see
+/// [`new_struct`]).
+fn finish_struct(
+    vm: &mut Vm,
+    a: usize,
+    b: usize,
+    ty: Gc<StructType>,
+    fields: Box<[Value]>,
+) -> Result<bool, Fault> {
+    let init = ty.get(&vm.heap).init;
+    let inst = vm.alloc(Instance { ty, fields })?;
     match init {
         Some(init) => {
             vm.stack[b] = Value::Func(init);
