@@ -180,6 +180,7 @@ fn check(case: &Case, mode: &Mode) -> Result<(), Failed> {
     let run = Mode {
         name: mode.name.clone(),
         flags,
+        slowdown: 1,
     };
     let out = runner
         .run(&case.source, &run)
