@@ -72,6 +72,17 @@ struct Var {
     assignable: bool,
 }
 
+impl Var {
+    /// A variable the program reads but never assigns (a loop variable).
+    fn fixed(name: &str, kind: Kind) -> Var {
+        Var {
+            name: name.to_owned(),
+            kind,
+            assignable: false,
+        }
+    }
+}
+
 struct Func {
     name: String,
     params: Vec<Kind>,
@@ -618,6 +629,14 @@ impl Gen<'_> {
         n.min(room)
     }
 
+    /// A body of about `size` statements that also sees `vars` (loop variables).
+    fn body_with(&mut self, vars: Vec<Var>, size: u32) -> Vec<Node> {
+        self.scopes.push(vars);
+        let b = self.body(size);
+        self.scopes.pop();
+        b
+    }
+
     fn for_range(&mut self) -> Node {
         let n = self.trips();
         let i = self.fresh("i");
@@ -626,16 +645,7 @@ impl Gen<'_> {
             1 => ("-3".to_owned(), format!("{}", n as i64 - 3)),
             _ => ("1".to_owned(), format!("={n}")),
         };
-        let body = self.in_loop(n, |g| {
-            g.scopes.push(vec![Var {
-                name: i.clone(),
-                kind: Kind::Int,
-                assignable: false,
-            }]);
-            let b = g.body(5);
-            g.scopes.pop();
-            b
-        });
+        let body = self.in_loop(n, |g| g.body_with(vec![Var::fixed(&i, Kind::Int)], 5));
         Node::block(format!("for {i} in {lo}..{hi} {{"), body)
     }
 
@@ -651,22 +661,12 @@ impl Gen<'_> {
         // Collections stay below `CAP`, strings below `STR_CUT` bytes (plus what one
         // statement adds).
         let body = self.in_loop(u64::from(CAP) * 2, |g| {
-            let mut scope = vec![Var {
-                name: if both { v.clone() } else { k.clone() },
-                kind: if both { value } else { single },
-                assignable: false,
-            }];
-            if both {
-                scope.push(Var {
-                    name: k.clone(),
-                    kind: key,
-                    assignable: false,
-                });
-            }
-            g.scopes.push(scope);
-            let b = g.body(4);
-            g.scopes.pop();
-            b
+            let scope = if both {
+                vec![Var::fixed(&v, value), Var::fixed(&k, key)]
+            } else {
+                vec![Var::fixed(&k, single)]
+            };
+            g.body_with(scope, 4)
         });
         let bind = if both { format!("{k}, {v}") } else { k };
         Some(Node::block(format!("for {bind} in {what} {{"), body))
@@ -675,16 +675,7 @@ impl Gen<'_> {
     fn while_loop(&mut self) -> Node {
         let n = self.trips();
         let w = self.fresh("w");
-        let body = self.in_loop(n, |g| {
-            g.scopes.push(vec![Var {
-                name: w.clone(),
-                kind: Kind::Int,
-                assignable: false,
-            }]);
-            let b = g.body(4);
-            g.scopes.pop();
-            b
-        });
+        let body = self.in_loop(n, |g| g.body_with(vec![Var::fixed(&w, Kind::Int)], 4));
         // The count goes on the loop's first line, so the minimiser cannot remove it
         // without removing the loop (and make a program that never ends).
         let open = if self.below(2) == 0 {
