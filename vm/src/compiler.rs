@@ -1236,6 +1236,7 @@ impl<'l, 'p> Compiler<'l, 'p> {
             span: f.span,
             jit: Default::default(),
             field_cache,
+            module_vars: Default::default(),
         };
         let program = &mut self.loader.program;
         program.protos.push(proto);

@@ -19,11 +19,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use kiln_gc::{Gc, Heap};
 
 use crate::bytecode::opc;
 use crate::channel::Channel;
 use crate::error::Fault;
+use crate::fault;
 use crate::program::{ModuleId, Program, ProtoId, TypeAnn};
 use crate::task::Task;
 use crate::value::*;
@@ -93,11 +96,8 @@ enum Node {
     },
     Weak(Slot),
     Module {
-        name: Arc<str>,
-        names: Arc<[Arc<str>]>,
+        shell: ModuleShell,
         vars: Vec<Slot>,
-        id: Option<ModuleId>,
-        started: bool,
     },
     Chan(Arc<Channel>),
     Task(Arc<Task>),
@@ -128,25 +128,138 @@ fn is_immediate(v: Value) -> bool {
 
 /// Describes `v` and everything it reaches in `vm`'s heap.
 pub fn export(vm: &Vm, v: Value) -> Portable {
-    Portable(match v {
-        _ if is_immediate(v) => Repr::Imm(v),
-        Value::Str(s) => {
-            let s = s.get(&vm.heap);
-            Repr::Str(s.text.clone(), s.hash)
-        }
-        _ => Exporter::new(vm).finish(|e| {
+    export_flat(vm, v).unwrap_or_else(|| {
+        Portable(Exporter::new(vm).finish(|e| {
             e.slot(v);
-        }),
+        }))
     })
 }
 
-/// Describes an array of `values` (one graph, so sharing between them survives) without
-/// making the array in the heap: how `spawn` sends its callee and arguments.
-pub fn export_array(vm: &Vm, values: &[Value]) -> Portable {
-    Portable(Exporter::new(vm).finish(|e| {
-        e.nodes.push(Node::Pending);
-        e.nodes[0] = Node::Array(e.slots(values));
-    }))
+/// Describes `v` without a graph, if it is an immediate or a string.
+fn export_flat(vm: &Vm, v: Value) -> Option<Portable> {
+    match v {
+        _ if is_immediate(v) => Some(Portable(Repr::Imm(v))),
+        Value::Str(s) => {
+            let s = s.get(&vm.heap);
+            Some(Portable(Repr::Str(s.text.clone(), s.hash)))
+        }
+        _ => None,
+    }
+}
+
+/// Arguments a [`Call::Plain`] holds without allocating.
+const PLAIN_ARGS: usize = 4;
+
+/// A `spawn`'s callee and arguments on their way to the new task.
+pub(crate) enum Call {
+    /// `[callee, args...]` as one graph, so sharing between them survives.
+    Graph(Portable),
+    /// A function that captures nothing and names no module variable, called with
+    /// immediates and strings (nothing they could share): most spawns. Described
+    /// without allocating, which matters beyond the allocation itself: the worker that
+    /// runs the task frees the description, and memory freed by a thread that did not
+    /// allocate it costs the allocator a contended lock.
+    Plain {
+        proto: ProtoId,
+        module: ModuleShell,
+        args: SmallVec<[Portable; PLAIN_ARGS]>,
+    },
+}
+
+/// Describes the callee `values[0]` and its arguments `values[1..]` for `spawn`.
+pub(crate) fn export_call(vm: &Vm, values: &[Value]) -> Call {
+    plain_call(vm, values).unwrap_or_else(|| {
+        Call::Graph(Portable(Exporter::new(vm).finish(|e| {
+            e.nodes.push(Node::Pending);
+            e.nodes[0] = Node::Array(e.slots(values));
+        })))
+    })
+}
+
+fn plain_call(vm: &Vm, values: &[Value]) -> Option<Call> {
+    let (Value::Func(c), args) = values.split_first()? else {
+        return None;
+    };
+    let c = c.get(&vm.heap);
+    if !c.upvals.is_empty() || !used_vars(&vm.program, c.proto).is_some_and(|u| u.is_empty()) {
+        return None;
+    }
+    Some(Call::Plain {
+        proto: c.proto,
+        module: ModuleShell::of(c.module.get(&vm.heap)),
+        args: args
+            .iter()
+            .map(|&v| export_flat(vm, v))
+            .collect::<Option<_>>()?,
+    })
+}
+
+/// Makes the callee and arguments `call` describes in `vm`'s heap and leaves them in
+/// registers `0..=nargs` of its (frameless) stack. Returns `nargs`.
+pub(crate) fn import_call(vm: &mut Vm, call: &Call) -> Result<usize, Fault> {
+    vm.stack.clear();
+    match call {
+        Call::Graph(p) => {
+            let Value::Array(a) = import(vm, p)? else {
+                return Err(fault!("internal error: a spawned call is not an array"));
+            };
+            let items = &a.get(&vm.heap).items;
+            vm.stack.extend_from_slice(items);
+        }
+        Call::Plain {
+            proto,
+            module,
+            args,
+        } => {
+            // Each value goes on the stack as it is made: a frameless stack is a root.
+            vm.stack.push(Value::Nil);
+            for a in args {
+                let v = import(vm, a)?;
+                vm.stack.push(v);
+            }
+            let m = module.make(vm)?;
+            vm.stack[0] = Value::Module(m);
+            let vars = vec![Value::Undef; module.vars];
+            vm.heap.account((vars.len() * 16) as isize);
+            m.get_mut(&mut vm.heap).vars = vars;
+            register_module(vm, m);
+            vm.stack[0] = Value::Func(vm.new_closure(*proto, Box::new([]), m)?);
+        }
+    }
+    Ok(vm.stack.len().saturating_sub(1))
+}
+
+/// A module as copied into another task, without its variables.
+pub(crate) struct ModuleShell {
+    name: Arc<str>,
+    names: Arc<[Arc<str>]>,
+    /// How many variables it has.
+    vars: usize,
+    id: Option<ModuleId>,
+    started: bool,
+}
+
+impl ModuleShell {
+    fn of(m: &ModuleObj) -> ModuleShell {
+        ModuleShell {
+            name: m.name.clone(),
+            names: m.names.clone(),
+            vars: m.vars.len(),
+            id: m.id,
+            started: m.started,
+        }
+    }
+
+    /// The module object, with no variables yet.
+    fn make(&self, vm: &mut Vm) -> Result<Gc<ModuleObj>, Fault> {
+        Ok(vm.alloc(ModuleObj {
+            name: self.name.clone(),
+            names: self.names.clone(),
+            vars: Vec::new(),
+            id: self.id,
+            started: self.started,
+        })?)
+    }
 }
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
@@ -196,30 +309,28 @@ impl Memo {
     }
 }
 
-/// The module variables a function's code names.
-enum UsedVars {
-    All,
-    Some(Vec<usize>),
-}
-
-/// What `proto` and the functions nested in it read or write of their module.
-fn used_vars(program: &Program, proto: ProtoId) -> UsedVars {
-    let mut used = Vec::new();
-    // Most functions nest none: then nothing is allocated for the walk.
-    let mut protos = Vec::new();
-    let mut next = Some(proto);
-    while let Some(p) = next.take().or_else(|| protos.pop()) {
-        let p = program.proto(p);
-        for ins in &p.code {
-            match ins.op_byte() {
-                opc::GetModule | opc::SetModule => used.push(ins.bx()),
-                opc::GetModuleObj => return UsedVars::All,
-                _ => {}
+/// The module variables `proto` and the functions nested in it read or write (sorted,
+/// each once), or `None` when the code takes its module as a value (then all).
+fn used_vars(program: &Program, proto: ProtoId) -> Option<&[usize]> {
+    let cached = program.proto(proto).module_vars.get_or_init(|| {
+        let mut used = Vec::new();
+        let mut protos = vec![proto];
+        while let Some(p) = protos.pop() {
+            let p = program.proto(p);
+            for ins in &p.code {
+                match ins.op_byte() {
+                    opc::GetModule | opc::SetModule => used.push(ins.bx()),
+                    opc::GetModuleObj => return None,
+                    _ => {}
+                }
             }
+            protos.extend_from_slice(&p.protos);
         }
-        protos.extend_from_slice(&p.protos);
-    }
-    UsedVars::Some(used)
+        used.sort_unstable();
+        used.dedup();
+        Some(used.into_boxed_slice())
+    });
+    cached.as_deref()
 }
 
 impl<'h> Exporter<'h> {
@@ -240,11 +351,8 @@ impl<'h> Exporter<'h> {
         self.memo.node(m.addr(), || {
             let obj = m.get(heap);
             nodes.push(Node::Module {
-                name: obj.name.clone(),
-                names: obj.names.clone(),
+                shell: ModuleShell::of(obj),
                 vars: vec![Slot::Imm(Value::Undef); obj.vars.len()],
-                id: obj.id,
-                started: obj.started,
             });
             nodes.len() as u32 - 1
         })
@@ -253,13 +361,17 @@ impl<'h> Exporter<'h> {
     /// Copies the variables `which` of module `m` (node `node`) not copied yet. A slot
     /// still `Undef` is not copied yet (copying an uninitialised variable again costs
     /// nothing: it is no object).
-    fn copy_vars(&mut self, node: u32, m: Gc<ModuleObj>, which: UsedVars) {
+    fn copy_vars(&mut self, node: u32, m: Gc<ModuleObj>, which: Option<&[usize]>) {
         let vars = &m.get(self.heap).vars;
+        let all: Vec<usize>;
         let which = match which {
-            UsedVars::All => (0..vars.len()).collect(),
-            UsedVars::Some(v) => v,
+            Some(v) => v,
+            None => {
+                all = (0..vars.len()).collect();
+                &all
+            }
         };
-        for i in which {
+        for &i in which {
             let Node::Module { vars: copied, .. } = &mut self.nodes[node as usize] else {
                 unreachable!("module nodes stay modules")
             };
@@ -288,7 +400,7 @@ impl<'h> Exporter<'h> {
     fn slot(&mut self, v: Value) -> Slot {
         if let Value::Module(m) = v {
             let node = self.module_node(m);
-            self.copy_vars(node, m, UsedVars::All);
+            self.copy_vars(node, m, None);
             return Slot::Ref(node);
         }
         let Some(addr) = v.heap_addr() else {
@@ -519,19 +631,7 @@ fn make_shell(vm: &mut Vm, node: &Node) -> Result<Value, Fault> {
             stack_overflow: false,
         })?),
         Node::Weak(_) => Value::Weak(vm.alloc(WeakRef { target: Value::Nil })?),
-        Node::Module {
-            name,
-            names,
-            id,
-            started,
-            ..
-        } => Value::Module(vm.alloc(ModuleObj {
-            name: name.clone(),
-            names: names.clone(),
-            vars: Vec::new(),
-            id: *id,
-            started: *started,
-        })?),
+        Node::Module { shell, .. } => Value::Module(shell.make(vm)?),
         Node::Chan(c) => Value::Chan(vm.alloc(ChanRef { chan: c.clone() })?),
         Node::Task(t) => Value::Task(vm.alloc(TaskRef { task: t.clone() })?),
         Node::Host(h) => Value::Host(vm.alloc(h.clone())?),

@@ -133,6 +133,10 @@ pub struct Proto {
     /// constant, so the constant's word remembers which slot that name had in the
     /// struct type seen last. Atomic because every task shares the program.
     pub field_cache: Box<[std::sync::atomic::AtomicU64]>,
+    /// The module variables this proto's code and its nested functions name (`None`:
+    /// the module itself is taken as a value, so all of them), worked out when a
+    /// closure of it is first copied to another task (see `copy`).
+    pub(crate) module_vars: std::sync::OnceLock<Option<Box<[usize]>>>,
 }
 
 impl Proto {

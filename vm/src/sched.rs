@@ -561,11 +561,9 @@ impl Shared {
     }
 
     fn report_failure(&self, task: &Task) {
-        if let Some(o) = task.outcome() {
-            if let Outcome::Failed(_, report) = &*o {
-                let _ = self.out.clone().flush();
-                (self.reporter)(task.id, report, &mut self.err.clone());
-            }
+        if let Some(Outcome::Failed(_, report)) = task.outcome() {
+            let _ = self.out.clone().flush();
+            (self.reporter)(task.id, &report, &mut self.err.clone());
         }
     }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::bytecode::opc;
-use crate::copy::{export, export_array, import, Portable};
+use crate::copy::{export, export_call, import, import_call, Call, Portable};
 use crate::error::{Fault, KilnError};
 use crate::fault;
 use crate::program::{ModuleId, Program};
@@ -36,8 +36,8 @@ use crate::vm::Vm;
 pub(crate) enum Start {
     /// The program: the prelude, then this module's top level.
     Main(Arc<Program>, ModuleId),
-    /// `spawn`: an array of the callee and its arguments.
-    Call(Arc<Program>, Portable),
+    /// `spawn`: the callee and its arguments.
+    Call(Arc<Program>, Call),
 }
 
 impl Start {
@@ -56,11 +56,13 @@ enum State {
     Finished,
 }
 
-/// How a task ended; kept for `join` (which may run any number of times).
+/// How a task ended; kept for `join` (which may run any number of times). Cheap to
+/// clone, and allocates nothing for an immediate or string result.
+#[derive(Clone)]
 pub(crate) enum Outcome {
     Returned(Portable),
     /// The error value it threw, and the report a host shows if nobody joins.
-    Failed(Portable, KilnError),
+    Failed(Portable, Arc<KilnError>),
     Cancelled,
 }
 
@@ -77,7 +79,7 @@ pub(crate) enum Wake {
     /// The operation failed with this error message (a closed channel, cancellation).
     Fail(String),
     /// `join` of a task that has ended.
-    Joined(Arc<Outcome>),
+    Joined(Outcome),
 }
 
 /// One wait of one task. Whoever claims it first wakes the task; later claims fail.
@@ -134,7 +136,7 @@ struct Inner {
     /// The current wait, for `cancel`.
     waiting_on: Option<Arc<Waiter>>,
     joiners: Vec<Arc<Waiter>>,
-    outcome: Option<Arc<Outcome>>,
+    outcome: Option<Outcome>,
     /// Whether anyone joined (or waits to join): failures of joined tasks are the
     /// joiner's to report.
     joined: bool,
@@ -234,7 +236,7 @@ impl Task {
     /// Records how the task ended and wakes its joiners. Returns whether a failure is
     /// still unobserved (nobody joined).
     pub(crate) fn finish(&self, outcome: Outcome) -> bool {
-        let outcome = Arc::new(outcome);
+        let failed = matches!(outcome, Outcome::Failed(..));
         let joiners = {
             let mut inner = self.inner.lock();
             inner.state = State::Finished;
@@ -246,7 +248,7 @@ impl Task {
         for j in &joiners {
             j.wake(Wake::Joined(outcome.clone()));
         }
-        matches!(*outcome, Outcome::Failed(..)) && joiners.is_empty() && !self.was_joined()
+        failed && joiners.is_empty() && !self.was_joined()
     }
 
     /// Drops the machine of a task that will never run again (the program ended),
@@ -273,7 +275,7 @@ impl Task {
             w.claim();
         }
         inner.state = State::Finished;
-        inner.outcome = Some(Arc::new(Outcome::Cancelled));
+        inner.outcome = Some(Outcome::Cancelled);
         inner.vm.take()
     }
 
@@ -302,7 +304,7 @@ impl Task {
         }
     }
 
-    pub(crate) fn outcome(&self) -> Option<Arc<Outcome>> {
+    pub(crate) fn outcome(&self) -> Option<Outcome> {
         self.inner.lock().outcome.clone()
     }
 }
@@ -384,7 +386,7 @@ impl Vm {
                 ))
             }
         }
-        let call = export_array(self, &self.stack[slot..=slot + nargs]);
+        let call = export_call(self, &self.stack[slot..=slot + nargs]);
         let start = Start::Call(self.program.clone(), call);
         let task = me
             .sched
@@ -402,12 +404,7 @@ impl Vm {
                 self.run_module(main)
             }
             Start::Call(_, call) => {
-                let Value::Array(a) = import(self, &call)? else {
-                    return Err(fault!("internal error: a spawned call is not an array"));
-                };
-                self.stack.clear();
-                self.stack.extend_from_slice(&a.get(&self.heap).items);
-                let nargs = self.stack.len() - 1;
+                let nargs = import_call(self, &call)?;
                 if self.call_value(0, nargs, 0)? {
                     self.execute(0)
                 } else {
@@ -498,7 +495,7 @@ impl Vm {
                     Some(v) => v,
                     None => self.make_error(report.message()).unwrap_or(Value::Nil),
                 };
-                Outcome::Failed(export(self, value), report)
+                Outcome::Failed(export(self, value), Arc::new(report))
             }
         }
     }
