@@ -14,12 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use crate::builtins::Args;
 use crate::copy::{export, import, Portable};
 use crate::error::Fault;
 use crate::fault;
+use crate::sync::Mutex;
 use crate::task::{Waiter, Wake};
 use crate::value::{ChanRef, Value};
 use crate::vm::Vm;
@@ -43,14 +42,33 @@ struct State {
 }
 
 /// What a receive found.
-enum Taken {
+pub(crate) enum Taken {
     Msg(Portable),
     Closed,
     Empty,
 }
 
+/// How a send that may wait went.
+pub(crate) enum Sent {
+    Done,
+    /// Queued with its waiter: the caller suspends until a receiver takes it.
+    Waiting,
+}
+
+/// What a receive that may wait got.
+pub(crate) enum Received {
+    Msg(Portable),
+    /// Closed and drained.
+    Closed,
+    /// Queued with its waiter: the caller suspends until a message or the close comes.
+    Waiting,
+}
+
+/// Makes the current task's waiter, when an operation must wait.
+type Wait<'a> = &'a mut dyn FnMut() -> Result<Arc<Waiter>, Fault>;
+
 impl Channel {
-    fn new(cap: Option<usize>) -> Channel {
+    pub(crate) fn new(cap: Option<usize>) -> Channel {
         Channel {
             cap,
             state: Mutex::new(State {
@@ -61,6 +79,65 @@ impl Channel {
                 senders: VecDeque::new(),
             }),
         }
+    }
+    /// Sends `msg`: to a waiting receiver, else into the buffer if it has room, else
+    /// it waits, queued with the waiter `wait` makes.
+    pub(crate) fn send(&self, msg: Portable, wait: Wait) -> Result<Sent, Fault> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(fault!("send on a closed channel"));
+        }
+        let Err(msg) = st.hand_off(msg) else {
+            return Ok(Sent::Done);
+        };
+        if self.cap.is_none_or(|cap| st.buf.len() < cap) {
+            st.buf.push_back(msg);
+            return Ok(Sent::Done);
+        }
+        st.senders.push_back((wait()?, msg));
+        Ok(Sent::Waiting)
+    }
+
+    /// Receives the next message, or waits for one with the waiter `wait` makes.
+    pub(crate) fn receive(&self, wait: Wait) -> Result<Received, Fault> {
+        let mut st = self.state.lock();
+        Ok(match st.take() {
+            Taken::Msg(m) => Received::Msg(m),
+            Taken::Closed => Received::Closed,
+            Taken::Empty => {
+                st.add_receiver(wait()?, None);
+                Received::Waiting
+            }
+        })
+    }
+
+    /// Takes the next message if one is ready; never waits.
+    pub(crate) fn take(&self) -> Taken {
+        self.state.lock().take()
+    }
+
+    /// No more sends: waiting receivers get nil, waiting senders an error.
+    pub(crate) fn close(&self) {
+        let mut st = self.state.lock();
+        st.closed = true;
+        for (w, index) in std::mem::take(&mut st.receivers) {
+            w.wake(match index {
+                Some(i) => Wake::Selected(i, Portable::NIL),
+                None => Wake::Value(Portable::NIL),
+            });
+        }
+        for (w, _) in std::mem::take(&mut st.senders) {
+            w.wake(Wake::Fail("send on a closed channel".into()));
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    /// Messages buffered.
+    pub(crate) fn len(&self) -> usize {
+        self.state.lock().buf.len()
     }
 }
 
@@ -165,20 +242,10 @@ fn send(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     }
     let ch = chan(vm, args[0]);
     let msg = export(vm, v);
-    let mut st = ch.state.lock();
-    if st.closed {
-        return Err(fault!("send on a closed channel"));
+    match ch.send(msg, &mut || vm.begin_wait())? {
+        Sent::Done => Ok(Value::Nil),
+        Sent::Waiting => Err(Fault::Suspend),
     }
-    let Err(msg) = st.hand_off(msg) else {
-        return Ok(Value::Nil);
-    };
-    if ch.cap.is_none_or(|cap| st.buf.len() < cap) {
-        st.buf.push_back(msg);
-        return Ok(Value::Nil);
-    }
-    let w = vm.begin_wait()?;
-    st.senders.push_back((w, msg));
-    Err(Fault::Suspend)
 }
 
 /// `ch.recv()`: the next message, waiting while there is none; nil once the channel
@@ -191,18 +258,10 @@ fn recv(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 
 /// A receive that waits: for `recv` and `for v in ch`.
 pub(crate) fn receive(vm: &mut Vm, ch: &Channel) -> Result<Value, Fault> {
-    let mut st = ch.state.lock();
-    match st.take() {
-        Taken::Msg(m) => {
-            drop(st);
-            import(vm, &m)
-        }
-        Taken::Closed => Ok(Value::Nil),
-        Taken::Empty => {
-            let w = vm.begin_wait()?;
-            st.add_receiver(w, None);
-            Err(Fault::Suspend)
-        }
+    match ch.receive(&mut || vm.begin_wait())? {
+        Received::Msg(m) => import(vm, &m),
+        Received::Closed => Ok(Value::Nil),
+        Received::Waiting => Err(Fault::Suspend),
     }
 }
 
@@ -210,8 +269,7 @@ pub(crate) fn receive(vm: &mut Vm, ch: &Channel) -> Result<Value, Fault> {
 fn try_recv(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Args::new("try_recv", &args[1..], 0, 0)?;
     let ch = chan(vm, args[0]);
-    let taken = ch.state.lock().take();
-    match taken {
+    match ch.take() {
         Taken::Msg(m) => import(vm, &m),
         Taken::Closed | Taken::Empty => Ok(Value::Nil),
     }
@@ -221,29 +279,18 @@ fn try_recv(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
 /// Messages already buffered can still be received.
 fn close(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Args::new("close", &args[1..], 0, 0)?;
-    let ch = chan(vm, args[0]);
-    let mut st = ch.state.lock();
-    st.closed = true;
-    for (w, index) in std::mem::take(&mut st.receivers) {
-        w.wake(match index {
-            Some(i) => Wake::Selected(i, Portable::NIL),
-            None => Wake::Value(Portable::NIL),
-        });
-    }
-    for (w, _) in std::mem::take(&mut st.senders) {
-        w.wake(Wake::Fail("send on a closed channel".into()));
-    }
+    chan(vm, args[0]).close();
     Ok(Value::Nil)
 }
 
 fn closed(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Args::new("closed", &args[1..], 0, 0)?;
-    Ok(Value::Bool(chan(vm, args[0]).state.lock().closed))
+    Ok(Value::Bool(chan(vm, args[0]).is_closed()))
 }
 
 fn len(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Args::new("len", &args[1..], 0, 0)?;
-    Ok(Value::Int(chan(vm, args[0]).state.lock().buf.len() as i64))
+    Ok(Value::Int(chan(vm, args[0]).len() as i64))
 }
 
 /// Where `select` starts looking, turned at every call so that no channel of a
@@ -282,8 +329,7 @@ pub(crate) fn select(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let turn = SELECT_TURN.fetch_add(1, Ordering::Relaxed);
     let order: Vec<usize> = (0..chans.len()).map(|k| (k + turn) % chans.len()).collect();
     for &i in &order {
-        let taken = chans[i].state.lock().take();
-        if let Some(v) = selected(vm, i, taken)? {
+        if let Some(v) = selected(vm, i, chans[i].take())? {
             return Ok(v);
         }
     }
@@ -309,7 +355,7 @@ pub(crate) fn select(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     Err(Fault::Suspend)
 }
 
-enum Registered {
+pub(crate) enum Registered {
     Waiting,
     Served,
     Ready(usize, Taken),
@@ -317,7 +363,7 @@ enum Registered {
 
 /// Registers `w` as a receiver on every channel, unless one turns out ready: then it
 /// claims `w` itself and takes from that channel.
-fn register(chans: &[Arc<Channel>], order: &[usize], w: &Arc<Waiter>) -> Registered {
+pub(crate) fn register(chans: &[Arc<Channel>], order: &[usize], w: &Arc<Waiter>) -> Registered {
     for &i in order {
         let mut st = chans[i].state.lock();
         if st.has_ready() {

@@ -31,7 +31,7 @@
 use std::cell::RefCell;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::Write;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Diagnostic, ErrorKind, Fault, KilnError, Limit};
+use crate::idle::Idle;
 use crate::program::{ModuleId, Program};
 use crate::task::{Outcome, Start, Task, Waiter, Wake};
 use crate::value::Value;
@@ -172,12 +173,8 @@ thread_local! {
 pub struct Shared {
     injector: Injector<Arc<Task>>,
     stealers: OnceLock<Vec<Stealer<Arc<Task>>>>,
-    /// Workers parked or about to park; a push wakes one if any and none searches.
-    sleepers: AtomicUsize,
-    /// Workers looking for work before they park (see the module docs).
-    searching: AtomicUsize,
-    idle_lock: Mutex<()>,
-    idle_cond: Condvar,
+    /// Parked and searching workers.
+    idle: Idle,
     timers: Mutex<Timers>,
     /// The origin of timer deadlines on the wall clock.
     origin: Instant,
@@ -233,15 +230,8 @@ impl Shared {
         self.notify_one();
     }
 
-    /// Wakes a parked worker, if any, to look for the work just queued, unless a
-    /// searching worker will find it. (A searcher stops searching before it registers
-    /// as a sleeper and looks at the queues once more, so the work is never missed.)
     fn notify_one(&self) {
-        fence(Ordering::SeqCst);
-        if self.searching.load(Ordering::SeqCst) == 0 && self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _g = self.idle_lock.lock();
-            self.idle_cond.notify_one();
-        }
+        self.idle.notify_one();
     }
 
     /// Starts a task tagged `owner`, unless `max` tasks already live (checked under the
@@ -310,8 +300,7 @@ impl Shared {
         self.timer_count.store(timers.heap.len(), Ordering::SeqCst);
         drop(timers);
         // A parked worker may be sleeping until a later deadline.
-        let _g = self.idle_lock.lock();
-        self.idle_cond.notify_one();
+        self.idle.wake_one();
     }
 
     fn timer_due(&self) -> bool {
@@ -372,7 +361,7 @@ impl Shared {
     /// finds work wakes a parked peer if more is queued, since pushes did not while it
     /// searched.
     fn search(&self, tick: u32, lifo_runs: &mut u32) -> Option<Arc<Task>> {
-        self.searching.fetch_add(1, Ordering::SeqCst);
+        self.idle.begin_search();
         let until = Instant::now() + SEARCH_FOR;
         let found = loop {
             std::thread::yield_now();
@@ -383,7 +372,7 @@ impl Shared {
                 break None;
             }
         };
-        self.searching.fetch_sub(1, Ordering::SeqCst);
+        self.idle.end_search();
         if found.is_some() && self.queued_work() {
             self.notify_one();
         }
@@ -404,20 +393,10 @@ impl Shared {
             }
             next
         };
-        let mut g = self.idle_lock.lock();
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if !self.queued_work() && !self.shutdown.load(Ordering::SeqCst) {
-            match next {
-                Some(at) => {
-                    self.idle_cond.wait_until(&mut g, self.wake_time(at));
-                }
-                None => {
-                    self.idle_cond.wait(&mut g);
-                }
-            }
-        }
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.idle.park(
+            || self.queued_work() || self.shutdown.load(Ordering::SeqCst),
+            next.map(|at| self.wake_time(at)),
+        );
     }
 
     /// When a parked worker must look at the timers again for a deadline `at`. A host's
@@ -680,10 +659,7 @@ pub fn run_program(
         None => shared.wait_for_end(),
     };
     shared.shutdown.store(true, Ordering::SeqCst);
-    {
-        let _g = shared.idle_lock.lock();
-        shared.idle_cond.notify_all();
-    }
+    shared.idle.wake_all();
     for w in workers.into_iter().flatten() {
         let _ = w.join();
     }
@@ -696,10 +672,7 @@ impl Shared {
         Arc::new(Shared {
             injector: Injector::new(),
             stealers: OnceLock::new(),
-            sleepers: AtomicUsize::new(0),
-            searching: AtomicUsize::new(0),
-            idle_lock: Mutex::new(()),
-            idle_cond: Condvar::new(),
+            idle: Idle::new(),
             timers: Mutex::new(Timers {
                 heap: BinaryHeap::new(),
                 sweep_at: 64,

@@ -33,6 +33,9 @@ use crate::vm::Vm;
 /// What a task runs when it first gets a worker, and the program it belongs to (the
 /// task's machine is made then; the scheduler itself holds no program, so a host can
 /// go on adding modules to its program while no task is alive).
+// Unboxed on purpose: a start lives inside its task's record, and boxing the call would
+// bring back the cross-thread allocation `copy::Call::Plain` avoids.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Start {
     /// The program: the prelude, then this module's top level.
     Main(Arc<Program>, ModuleId),
@@ -82,13 +85,25 @@ pub(crate) enum Wake {
     Joined(Outcome),
 }
 
+/// What a [`Waiter`] wakes: a task (in the loom models, a recorder).
+pub(crate) trait WakeTarget: Send + Sync {
+    fn wake(self: Arc<Self>, wake: Wake);
+}
+
 /// One wait of one task. Whoever claims it first wakes the task; later claims fail.
 pub(crate) struct Waiter {
-    task: Arc<Task>,
-    claimed: AtomicBool,
+    target: Arc<dyn WakeTarget>,
+    claimed: crate::sync::AtomicBool,
 }
 
 impl Waiter {
+    pub(crate) fn new(target: Arc<dyn WakeTarget>) -> Waiter {
+        Waiter {
+            target,
+            claimed: crate::sync::AtomicBool::new(false),
+        }
+    }
+
     /// Takes the right to wake the task. True only for the first caller.
     pub(crate) fn claim(&self) -> bool {
         !self.claimed.swap(true, Ordering::AcqRel)
@@ -102,14 +117,14 @@ impl Waiter {
     pub(crate) fn wake(&self, wake: Wake) -> bool {
         let first = self.claim();
         if first {
-            self.task.wake(wake);
+            self.target.clone().wake(wake);
         }
         first
     }
 
     /// Wakes the task; the caller has already claimed the waiter.
     pub(crate) fn wake_claimed(&self, wake: Wake) {
-        self.task.wake(wake);
+        self.target.clone().wake(wake);
     }
 }
 
@@ -175,23 +190,6 @@ impl Task {
     /// Sets the owner tag the tasks spawned from now on inherit.
     pub fn set_owner(&self, owner: u64) {
         self.owner.store(owner, Ordering::Relaxed);
-    }
-
-    /// Makes the task runnable with `wake`, or leaves the wake for its worker if it is
-    /// still running.
-    fn wake(self: &Arc<Task>, wake: Wake) {
-        let mut inner = self.inner.lock();
-        if inner.state == State::Finished {
-            return;
-        }
-        inner.wake = Some(wake);
-        inner.waiting_on = None;
-        if inner.state == State::Waiting {
-            inner.state = State::Runnable;
-            self.sched.became_active();
-            drop(inner);
-            self.sched.push(self.clone());
-        }
     }
 
     /// Cancels the task: its current wait fails, and so do its next waits and time
@@ -309,6 +307,26 @@ impl Task {
     }
 }
 
+impl WakeTarget for Task {
+    /// Makes the task runnable with `wake`, or leaves the wake for its worker if it is
+    /// still running.
+    fn wake(self: Arc<Task>, wake: Wake) {
+        let mut inner = self.inner.lock();
+        if inner.state == State::Finished {
+            return;
+        }
+        inner.wake = Some(wake);
+        inner.waiting_on = None;
+        if inner.state == State::Waiting {
+            inner.state = State::Runnable;
+            self.sched.became_active();
+            drop(inner);
+            let sched = self.sched.clone();
+            sched.push(self);
+        }
+    }
+}
+
 pub(crate) const CANCELLED: &str = "task cancelled";
 
 impl Vm {
@@ -334,10 +352,7 @@ impl Vm {
         if me.is_cancelled() {
             return Err(Fault::Error(CANCELLED.into()));
         }
-        let w = Arc::new(Waiter {
-            task: me.clone(),
-            claimed: AtomicBool::new(false),
-        });
+        let w = Arc::new(Waiter::new(me.clone()));
         me.inner.lock().waiting_on = Some(w.clone());
         Ok(w)
     }
