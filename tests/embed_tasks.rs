@@ -157,3 +157,33 @@ fn os_exit_in_a_task_comes_back_from_run_tasks() {
     // The store goes on.
     assert_eq!(store.eval::<i64>("1").unwrap(), 1);
 }
+
+#[test]
+fn a_panic_in_a_task_ends_the_run_with_an_internal_error() {
+    let mut engine = Engine::new();
+    engine.register_fn("buggy", |n: i64| -> i64 {
+        if n > 2 {
+            panic!("the host function's own bug");
+        }
+        n
+    });
+    let mut store = Store::new(&engine);
+    let m = store
+        .load(
+            "panic.kn",
+            "fn work() { for i in 0..5 { buggy(i) } }\nfn go() { spawn work()\n nil }",
+        )
+        .unwrap();
+    let go = store.func::<(), ()>(m, "go").unwrap();
+    go.call(&mut store, ()).unwrap();
+    let err = store.run_tasks().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("internal error: the host function's own bug"),
+        "{text}"
+    );
+    assert!(text.contains("please report it"), "{text}");
+    assert_eq!(store.live_tasks(), 0);
+    // The store goes on.
+    assert_eq!(store.eval::<i64>("buggy(2)").unwrap(), 2);
+}
