@@ -1156,7 +1156,10 @@ impl Gen<'_> {
         if self.below(2) == 0 {
             format!("({name} {{ f0: {f0} }})")
         } else {
+            // Cut, or a loop nesting the struct's display in its own field grows it
+            // exponentially (each level escapes the quotes of the one inside).
             let f1 = self.expr(Kind::Str, d - 1);
+            let f1 = self.cut(Kind::Str, f1);
             format!("({name} {{ f1: {f1}, f0: {f0} }})")
         }
     }
