@@ -18,7 +18,9 @@ fn main() -> Result<(), kiln::Error> {
     store.set(m, "scale", 1)?;
     assert_eq!(area.call(&mut store, (3.0, 4.0))?, 12.0);
 
-    let err = store.eval::<()>("greet(42)").unwrap_err();
+    let err = store
+        .eval::<()>("greet(42)")
+        .expect_err("greet takes a string");
     assert_eq!(err.kind(), ErrorKind::Runtime);
     println!("{err}"); // greet expects str for argument 1, got int (<eval>:1:1)
     Ok(())

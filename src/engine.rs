@@ -176,6 +176,13 @@ impl Engine {
         self.config.caps.stdio
     }
 
+    /// A read-eval-print session with this engine's capabilities, limits and host
+    /// functions, as `kiln repl` runs one: an in-game console, a debugging prompt. Its
+    /// scripts print to `output`.
+    pub fn repl(&self, output: kiln_vm::Output) -> kiln_vm::repl::Repl {
+        kiln_vm::repl::Repl::new(self.settings(), output)
+    }
+
     /// The VM settings of a new store.
     pub(crate) fn settings(&self) -> Settings {
         let c = &self.config;

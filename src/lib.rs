@@ -50,14 +50,19 @@ pub fn run_source(
     settings: Settings,
     output: Output,
 ) -> Result<(), KilnError> {
-    let (program, main) = kiln_vm::compile(name, text, &settings.capabilities)?;
-    kiln_vm::sched::run_program(
-        Arc::new(program),
-        main,
-        settings,
-        output,
-        Arc::new(report_task_error),
-    )
+    // Tasks catch their own panics (see `kiln_vm::sched`); this catches the compiler's.
+    // Nothing is used after a panic but the panic itself.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (program, main) = kiln_vm::compile(name, text, &settings.capabilities)?;
+        kiln_vm::sched::run_program(
+            Arc::new(program),
+            main,
+            settings,
+            output,
+            Arc::new(report_task_error),
+        )
+    }))
+    .unwrap_or_else(|panic| Err(KilnError::internal(panic.as_ref())))
 }
 
 /// How the CLI reports a task that failed with nobody joining it: like a top-level

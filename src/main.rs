@@ -376,7 +376,14 @@ fn repl(settings: Settings) -> ExitCode {
                 match session.eval(&buffer) {
                     Ok(Some(shown)) => println!("{shown}"),
                     Ok(None) => {}
-                    Err(e) => render(&e, &mut std::io::stderr(), use_color()),
+                    Err(e) => {
+                        render(&e, &mut std::io::stderr(), use_color());
+                        if e.kind == kiln::vm::ErrorKind::Internal {
+                            eprintln!(
+                                "note: the session starts over; earlier definitions are gone"
+                            );
+                        }
+                    }
                 }
                 buffer.clear();
             }

@@ -97,11 +97,15 @@ fn strip_ansi(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The status of an internal error: `EX_SOFTWARE` of BSD's sysexits.
+pub const INTERNAL_ERROR: i32 = 70;
+
 /// The CLI's exit status for an error.
 pub fn exit_code(err: &KilnError) -> i32 {
     match err.kind {
         ErrorKind::Compile | ErrorKind::Io => 2,
         ErrorKind::Runtime | ErrorKind::Limit(_) | ErrorKind::StackOverflow => 1,
         ErrorKind::Exit(code) => code,
+        ErrorKind::Internal => INTERNAL_ERROR,
     }
 }

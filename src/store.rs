@@ -34,6 +34,8 @@ pub struct Store {
     id: u64,
     interrupt: Arc<AtomicBool>,
     captured: Option<Captured>,
+    /// Set when a call panicked (see [`Store::guarded`]).
+    poisoned: bool,
 }
 
 /// A module loaded into a store.
@@ -122,20 +124,45 @@ impl Store {
             id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
             interrupt,
             captured,
+            poisoned: false,
         }
     }
 
     /// Compiles and runs `source`; returns the value of its final expression
     /// statement converted to `T` (nil when it ends with a statement).
     pub fn eval<T: FromValue>(&mut self, source: &str) -> Result<T, Error> {
-        let v = self.vm.eval("<eval>", source)?;
-        self.convert(v)
+        self.guarded(|store| {
+            let v = store.vm.eval("<eval>", source)?;
+            store.convert(v)
+        })
+    }
+
+    /// Runs `call`, which runs script code. A panic in it (a bug in Kiln or in a host
+    /// function) becomes an [`ErrorKind::Internal`](kiln_vm::ErrorKind::Internal) error
+    /// and poisons the store: its machine may be half-way through an update, so every
+    /// later call fails too (tasks are different: a task's panic loses only its own
+    /// heap, see [`Store::run_tasks`]).
+    fn guarded<R>(
+        &mut self,
+        call: impl FnOnce(&mut Store) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        if self.poisoned {
+            return Err(Error::host(
+                "this store is unusable: an earlier call ended with an internal error",
+            ));
+        }
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(self))).unwrap_or_else(
+            |panic| {
+                self.poisoned = true;
+                Err(kiln_vm::KilnError::internal(panic.as_ref()).into())
+            },
+        )
     }
 
     /// Compiles `source` as module `name` (its name in messages and traces) and runs
     /// its top level.
     pub fn load(&mut self, name: &str, source: &str) -> Result<Module, Error> {
-        let id = self.vm.load_module(name, source)?;
+        let id = self.guarded(|store| Ok(store.vm.load_module(name, source)?))?;
         Ok(Module { id, store: self.id })
     }
 
@@ -246,7 +273,7 @@ impl Store {
     /// (one whose handle is still held, when the store is dropped, unless joined).
     /// Errors when a task ended the whole run (`os.exit`); the other tasks stay.
     pub fn run_tasks(&mut self) -> Result<(), Error> {
-        Ok(self.tasks.run_ready()?)
+        self.guarded(|store| Ok(store.tasks.run_ready()?))
     }
 
     /// Tags the tasks spawned by the following calls (and the tasks they spawn) with
@@ -260,7 +287,7 @@ impl Store {
     /// at its next wait). Returns how many were cancelled.
     pub fn cancel_owner(&mut self, owner: u64) -> Result<usize, Error> {
         let n = self.tasks.cancel_owner(owner);
-        self.tasks.run_ready()?;
+        self.run_tasks()?;
         Ok(n)
     }
 
@@ -293,11 +320,13 @@ impl<A: IntoArgs, R: FromValue> TypedFunc<A, R> {
     #[inline]
     pub fn call(&self, store: &mut Store, args: A) -> Result<R, Error> {
         store.check(self.store)?;
-        let vm = &mut store.vm;
-        let f = vm.pinned(self.slot);
-        vm.begin_host_call(f, A::COUNT)?;
-        args.write(vm).map_err(|f| Error::host(fault_text(f)))?;
-        let v = vm.finish_host_call(A::COUNT)?;
-        store.convert(v)
+        store.guarded(|store| {
+            let vm = &mut store.vm;
+            let f = vm.pinned(self.slot);
+            vm.begin_host_call(f, A::COUNT)?;
+            args.write(vm).map_err(|f| Error::host(fault_text(f)))?;
+            let v = vm.finish_host_call(A::COUNT)?;
+            store.convert(v)
+        })
     }
 }

@@ -378,3 +378,61 @@ fn host_objects_and_natives_work_in_compiled_code() {
         assert_eq!(run.call(&mut s, (hero,)).unwrap(), 4000.0, "{mode:?}");
     }
 }
+
+/// A host function with a bug: it panics when asked for more than 2.
+fn buggy_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.register_fn("buggy", |n: i64| -> i64 {
+        if n > 2 {
+            panic!("the host function's own bug");
+        }
+        n
+    });
+    engine
+}
+
+#[test]
+fn a_panic_in_a_call_is_an_internal_error_and_poisons_the_store() {
+    let mut store = Store::new(&buggy_engine());
+    let m = store.load("p.kn", "fn f(n) { buggy(n) + 1 }").unwrap();
+    let f = store.func::<(i64,), i64>(m, "f").unwrap();
+    assert_eq!(f.call(&mut store, (2,)).unwrap(), 3);
+    let err = f.call(&mut store, (3,)).unwrap_err();
+    assert_eq!(err.kind(), kiln::ErrorKind::Internal);
+    assert!(
+        err.message()
+            .starts_with("internal error: the host function's own bug"),
+        "{err}"
+    );
+    let again = store.eval::<i64>("1").unwrap_err();
+    assert!(
+        again.message().contains("this store is unusable"),
+        "{again}"
+    );
+    // Other stores of the engine are untouched.
+    assert_eq!(
+        Store::new(&buggy_engine()).eval::<i64>("buggy(2)").unwrap(),
+        2
+    );
+}
+
+#[test]
+fn a_repl_session_starts_over_after_an_internal_error() {
+    let output = kiln::Output {
+        out: Box::new(std::io::sink()),
+        err: Box::new(std::io::sink()),
+    };
+    let mut repl = buggy_engine().repl(output);
+    assert_eq!(repl.eval("let x = buggy(2)").unwrap(), None);
+    assert_eq!(repl.eval("x").unwrap().as_deref(), Some("2"));
+    let err = repl.eval("buggy(3)").unwrap_err();
+    assert_eq!(err.kind, kiln::ErrorKind::Internal);
+    // The session is new: `x` is gone, and it runs code again.
+    let gone = repl.eval("x").unwrap_err();
+    assert_eq!(gone.kind, kiln::ErrorKind::Compile, "{gone}");
+    assert_eq!(
+        repl.eval("x = 1").map_err(|e| e.kind),
+        Err(kiln::ErrorKind::Compile)
+    );
+    assert_eq!(repl.eval("6 * 7").unwrap().as_deref(), Some("42"));
+}

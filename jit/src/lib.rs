@@ -801,11 +801,7 @@ impl Jit {
         result.unwrap_or_else(|panic| {
             // The builder's scratch state may be half-used.
             self.fctx = FunctionBuilderContext::new();
-            let why = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("no message");
+            let why = kiln_vm::error::panic_message(panic.as_ref());
             Err(format!("internal error in the compiler: {why}"))
         })
     }

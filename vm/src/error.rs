@@ -131,6 +131,9 @@ pub enum ErrorKind {
     /// An uncaught `stack overflow`: calls nested past `Settings::max_depth`. Catchable
     /// by the script, unlike a [`Limit`], but told apart from other runtime errors.
     StackOverflow,
+    /// A bug in Kiln or in a host function: Rust code panicked while a script ran. The
+    /// message carries the panic's, and asks for a report.
+    Internal,
 }
 
 /// The error a host or the CLI receives.
@@ -157,6 +160,23 @@ impl KilnError {
         KilnError {
             kind: ErrorKind::Runtime,
             diagnostics: vec![Diagnostic::new(message, None)],
+            trace: Vec::new(),
+        }
+    }
+
+    /// What a panic caught at a boundary (a task's run, a call from the host, the CLI)
+    /// becomes, so that a bug ends one run with a message instead of a thread.
+    pub fn internal(panic: &(dyn std::any::Any + Send)) -> KilnError {
+        let why = panic_message(panic);
+        KilnError {
+            kind: ErrorKind::Internal,
+            diagnostics: vec![Diagnostic::new(
+                format!(
+                    "internal error: {why} (a bug in Kiln or in a host function; \
+                     please report it with the script that caused it)"
+                ),
+                None,
+            )],
             trace: Vec::new(),
         }
     }
@@ -188,3 +208,12 @@ impl fmt::Display for KilnError {
 }
 
 impl std::error::Error for KilnError {}
+
+/// The message a panic was raised with (`panic!` makes it a `String` or a `&str`).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}

@@ -26,6 +26,8 @@ pub struct Repl {
     tasks: HostTasks,
     scope: ReplScope,
     module: Option<Gc<ModuleObj>>,
+    /// To start the session over after an internal error.
+    settings: Settings,
 }
 
 impl Repl {
@@ -36,17 +38,28 @@ impl Repl {
             let _ = writeln!(out, "error in task {id}: {err}");
         });
         let tasks = HostTasks::new(settings.clone(), output, reporter);
-        let vm = Vm::new(Arc::new(program), settings, tasks.output());
+        let vm = Vm::new(Arc::new(program), settings.clone(), tasks.output());
         Repl {
             vm: Some(Box::new(vm)),
             tasks,
             scope: ReplScope::default(),
             module: None,
+            settings,
         }
     }
 
     /// Compiles and runs one input; returns the display of its value, if it has one.
+    /// After an internal error (a panic in Kiln or a host function, which may leave the
+    /// machine half-way through an update) the session starts over, empty.
     pub fn eval(&mut self, text: &str) -> Result<Option<String>, KilnError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.eval_line(text)))
+            .unwrap_or_else(|panic| {
+                *self = Repl::new(self.settings.clone(), self.tasks.output());
+                Err(KilnError::internal(panic.as_ref()))
+            })
+    }
+
+    fn eval_line(&mut self, text: &str) -> Result<Option<String>, KilnError> {
         let Some(mut vm) = self.vm.take() else {
             return Err(KilnError::runtime("the REPL's machine was lost"));
         };

@@ -504,7 +504,7 @@ impl Shared {
         let Some((mut vm, result)) = stepped.unwrap_or_else(|panic| {
             // The machine went down with the panic; nothing of the task can run again.
             task.finish(Outcome::Cancelled);
-            self.end(End::Main(Err(internal_error(panic.as_ref()))));
+            self.end(End::Main(Err(KilnError::internal(panic.as_ref()))));
             self.ended(&task);
             None
         }) else {
@@ -624,26 +624,6 @@ pub fn worker_count(settings: &Settings) -> usize {
     match settings.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
-    }
-}
-
-/// The error a panic inside a task becomes (see `Shared::run`).
-fn internal_error(panic: &(dyn std::any::Any + Send)) -> KilnError {
-    let why = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("no message");
-    KilnError {
-        kind: ErrorKind::Runtime,
-        diagnostics: vec![Diagnostic::new(
-            format!(
-                "internal error: {why} (a bug in Kiln or in a host function; \
-                 please report it with the script that caused it)"
-            ),
-            None,
-        )],
-        trace: Vec::new(),
     }
 }
 
