@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kiln::vm::limits::{Clock, Limits};
 use kiln::vm::Capabilities;
-use kiln::{JitMode, JitSettings, KilnError, Output, Settings};
+use kiln::{ErrorKind, JitMode, JitSettings, KilnError, Output, Settings};
 
 /// Steps a run may take: enough for real loops, few enough for thousands of runs a second.
 pub const FUEL: u64 = 200_000;
@@ -80,6 +80,9 @@ pub fn run(text: &str, jit: JitMode) -> String {
     let mut text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
     text.push_str(&String::from_utf8_lossy(&err.0.lock().unwrap()));
     if let Err(e) = result {
+        // A panic Kiln caught at a boundary is still a bug (libFuzzer's panic hook
+        // usually aborts before it is caught).
+        assert_ne!(e.kind, ErrorKind::Internal, "{e}");
         text.push_str(&describe(&e));
     }
     text

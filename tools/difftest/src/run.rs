@@ -91,8 +91,8 @@ pub struct Outcome {
 
 impl Outcome {
     /// A run that did not end the way a Kiln program can end: a signal, a panic (Rust's
-    /// status 101), a hang. Kiln itself exits 0, 1, 2, 64 or what `os.exit` says, and
-    /// generated programs never call `os.exit`.
+    /// status 101, or Kiln's internal error, 70), a hang. Kiln itself exits 0, 1, 2, 64
+    /// or what `os.exit` says, and generated programs never call `os.exit`.
     pub fn crashed(&self) -> bool {
         self.timed_out || !matches!(self.status, Some(0..=2))
     }
