@@ -83,23 +83,27 @@ fn tasks_sleep_on_the_host_clock_and_die_with_their_owner() {
     store.load("more.kn", "let x = 1").unwrap();
 }
 
+/// Loads `source` as module `name` and calls a function of it that spawns `f()` and
+/// drops the handle, as a host's event handler would.
+fn spawn_from_host(store: &mut Store, name: &str, source: &str, f: &str) {
+    let source = format!("{source}\nfn go() {{ spawn {f}()\n nil }}");
+    let m = store.load(name, &source).unwrap();
+    let go = store.func::<(), ()>(m, "go").unwrap();
+    go.call(store, ()).unwrap();
+}
+
 #[test]
 fn a_call_from_the_host_cannot_wait() {
     let mut store = Store::new(&Engine::new().with_clock());
     let err = store.eval::<()>("sleep(10)").unwrap_err();
     assert!(err.message().contains("spawn a task"), "{err}");
     // A failing task nobody can join any more is reported on the store's error output.
-    let m = store
-        .load(
-            "bad.kn",
-            "fn bad() { throw error(\"boom\") }\nfn go() { spawn bad()\n nil }",
-        )
-        .unwrap();
-    store
-        .func::<(), ()>(m, "go")
-        .unwrap()
-        .call(&mut store, ())
-        .unwrap();
+    spawn_from_host(
+        &mut store,
+        "bad.kn",
+        "fn bad() { throw error(\"boom\") }",
+        "bad",
+    );
     // The dropped handle is garbage, but still counts until it is collected.
     store.collect_garbage();
     store.run_tasks().unwrap();
@@ -111,17 +115,7 @@ fn a_call_from_the_host_cannot_wait() {
 #[test]
 fn a_runaway_task_is_stopped_by_the_interrupt() {
     let mut store = Store::new(&Engine::new());
-    let m = store
-        .load(
-            "spin.kn",
-            "fn spin() { while true {} }\nfn go() { spawn spin()\n nil }",
-        )
-        .unwrap();
-    store
-        .func::<(), ()>(m, "go")
-        .unwrap()
-        .call(&mut store, ())
-        .unwrap();
+    spawn_from_host(&mut store, "spin.kn", "fn spin() { while true {} }", "spin");
     store.collect_garbage();
     let handle = store.interrupt_handle();
     let watchdog = std::thread::spawn(move || {
@@ -144,14 +138,12 @@ fn a_runaway_task_is_stopped_by_the_interrupt() {
 #[test]
 fn os_exit_in_a_task_comes_back_from_run_tasks() {
     let mut store = Store::new(&Engine::new().with_os());
-    let m = store
-        .load(
-            "exit.kn",
-            "import os\nfn bye() { os.exit(3) }\nfn go() { spawn bye()\n nil }",
-        )
-        .unwrap();
-    let go = store.func::<(), ()>(m, "go").unwrap();
-    go.call(&mut store, ()).unwrap();
+    spawn_from_host(
+        &mut store,
+        "exit.kn",
+        "import os\nfn bye() { os.exit(3) }",
+        "bye",
+    );
     let err = store.run_tasks().unwrap_err();
     assert_eq!(err.kind(), kiln::ErrorKind::Exit(3));
     // The store goes on.
@@ -168,14 +160,12 @@ fn a_panic_in_a_task_ends_the_run_with_an_internal_error() {
         n
     });
     let mut store = Store::new(&engine);
-    let m = store
-        .load(
-            "panic.kn",
-            "fn work() { for i in 0..5 { buggy(i) } }\nfn go() { spawn work()\n nil }",
-        )
-        .unwrap();
-    let go = store.func::<(), ()>(m, "go").unwrap();
-    go.call(&mut store, ()).unwrap();
+    spawn_from_host(
+        &mut store,
+        "panic.kn",
+        "fn work() { for i in 0..5 { buggy(i) } }",
+        "work",
+    );
     let err = store.run_tasks().unwrap_err();
     let text = err.to_string();
     assert!(
