@@ -87,9 +87,11 @@ fn tasks_sleep_on_the_host_clock_and_die_with_their_owner() {
 /// drops the handle, as a host's event handler would.
 fn spawn_from_host(store: &mut Store, name: &str, source: &str, f: &str) {
     let source = format!("{source}\nfn go() {{ spawn {f}()\n nil }}");
-    let m = store.load(name, &source).unwrap();
-    let go = store.func::<(), ()>(m, "go").unwrap();
-    go.call(store, ()).unwrap();
+    let m = store.load(name, &source).expect("the module loads");
+    let go = store
+        .func::<(), ()>(m, "go")
+        .expect("the module defines go");
+    go.call(store, ()).expect("go spawns the task");
 }
 
 #[test]
