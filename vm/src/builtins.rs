@@ -318,11 +318,7 @@ fn str_(vm: &mut Vm, args: &[Value]) -> Result<Value, Fault> {
     let a = Args::new("str", args, 1, 1)?;
     match a.get(0) {
         v @ Value::Str(_) => Ok(v),
-        v => {
-            let text = vm.display(v);
-            vm.room_for_string(text.len())?;
-            vm.new_string(text)
-        }
+        v => crate::ops::concat(vm, &[v]),
     }
 }
 

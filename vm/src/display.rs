@@ -20,9 +20,18 @@ const MAX_DEPTH: usize = 200;
 
 /// The display form: strings raw, everything else as [`repr`].
 pub fn display(vm: &Vm, v: Value) -> String {
+    let mut out = String::new();
+    display_into(vm, v, &mut out);
+    out
+}
+
+/// Appends the display form of `v` to `out`: strings and ints (the common parts of
+/// concatenations) without a temporary.
+pub fn display_into(vm: &Vm, v: Value, out: &mut String) {
     match v {
-        Value::Str(s) => s.get(&vm.heap).text.to_string(),
-        _ => repr(vm, v),
+        Value::Str(s) => out.push_str(&s.get(&vm.heap).text),
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(i)),
+        _ => out.push_str(&repr(vm, v)),
     }
 }
 
@@ -161,7 +170,7 @@ impl Printer<'_> {
         let _ = match v {
             Value::Nil | Value::Undef => self.out.write_str("nil"),
             Value::Bool(b) => write!(self.out, "{b}"),
-            Value::Int(i) => write!(self.out, "{i}"),
+            Value::Int(i) => self.out.write_str(itoa::Buffer::new().format(i)),
             Value::Float(f) => self.out.write_str(&format_float(f)),
             Value::Str(s) => {
                 if !quote_into(&mut self.out, &s.get(heap).text, self.limit) {

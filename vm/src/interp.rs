@@ -9,6 +9,7 @@
 //! finds the innermost handler (`try`, `defer`) and re-enters the loop there.
 
 use kiln_gc::Gc;
+use smallvec::SmallVec;
 
 use crate::bytecode::{opc, Instr};
 use crate::error::Fault;
@@ -873,8 +874,8 @@ impl Vm {
                 }
                 opc::Concat => {
                     save_pc!();
-                    let s = check!(self.concat(base + ins.b(), ins.c()));
-                    let v = vm!(self.new_string(s));
+                    let parts: SmallVec<[Value; 8]> = win[ins.b()..ins.b() + ins.c()].into();
+                    let v = vm!(ops::concat(self, &parts));
                     r!(ins.a()) = v;
                 }
                 opc::Throw => throw!(Fault::Throw(r!(ins.a()))),
@@ -1005,26 +1006,6 @@ impl Vm {
             cells.push(cell);
         }
         self.new_closure(child, cells.into_boxed_slice(), frame.module)
-    }
-
-    /// `Concat`: the display forms of `n` registers from `first`, joined. The cap and the
-    /// heap are checked before the result is built, so runaway interpolation stops at
-    /// its limit.
-    #[inline(never)]
-    fn concat(&mut self, first: usize, n: usize) -> Result<String, Fault> {
-        let parts: Vec<std::sync::Arc<str>> = (first..first + n)
-            .map(|r| match self.stack[r] {
-                Value::Str(g) => g.get(&self.heap).text.clone(),
-                v => self.display(v).into(),
-            })
-            .collect();
-        let len = parts.iter().map(|p| p.len()).fold(0, usize::saturating_add);
-        self.room_for_string(len)?;
-        let mut s = crate::limits::string_buffer(len)?;
-        for p in &parts {
-            s.push_str(p);
-        }
-        Ok(s)
     }
 
     fn make_struct_type(

@@ -161,13 +161,6 @@ fn signed(bytes: usize) -> isize {
     isize::try_from(bytes).unwrap_or(isize::MAX)
 }
 
-/// A string buffer of `len` bytes, or `out of memory` if the allocator refuses.
-pub fn string_buffer(len: usize) -> Result<String, Fault> {
-    let mut s = String::new();
-    s.try_reserve_exact(len).map_err(|_| out_of_memory())?;
-    Ok(s)
-}
-
 /// The catchable error of an allocator that refused.
 pub fn out_of_memory() -> Fault {
     Fault::Error("out of memory".into())

@@ -140,10 +140,7 @@ pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault>
     }
     if op == Arith::Add {
         match (a, b) {
-            (Value::Str(_), _) | (_, Value::Str(_)) => {
-                let (x, y) = (vm.display(a), vm.display(b));
-                return concat2(vm, x, &y);
-            }
+            (Value::Str(_), _) | (_, Value::Str(_)) => return concat(vm, &[a, b]),
             (Value::Array(x), Value::Array(y)) => {
                 let mut items = x.get(&vm.heap).items.clone();
                 items.extend_from_slice(&y.get(&vm.heap).items);
@@ -157,14 +154,29 @@ pub fn arith(vm: &mut Vm, op: Arith, a: Value, b: Value) -> Result<Value, Fault>
     ))
 }
 
-/// `x + y` for strings: the cap and the heap are checked before the result is built, so
-/// a runaway doubling stops at its limit instead of exhausting memory.
-fn concat2(vm: &mut Vm, mut x: String, y: &str) -> Result<Value, Fault> {
-    vm.room_for_string(x.len().saturating_add(y.len()))?;
-    x.try_reserve_exact(y.len())
+/// The display forms of `parts` joined into a new string (`x + y` with a string side,
+/// interpolation, `str`). The strings among the parts are measured against the cap
+/// before anything is copied, and the result against the cap and the heap before it
+/// is allocated, so runaway doubling stops at its limit instead of exhausting memory.
+/// The text is built in the machine's scratch buffer, so the result is the one
+/// allocation.
+pub fn concat(vm: &mut Vm, parts: &[Value]) -> Result<Value, Fault> {
+    let strings = parts
+        .iter()
+        .map(|v| v.as_str(&vm.heap).map_or(0, str::len))
+        .fold(0, usize::saturating_add);
+    vm.room_for_string(strings)?;
+    let mut text = vm.take_scratch();
+    text.try_reserve(strings)
         .map_err(|_| crate::limits::out_of_memory())?;
-    x.push_str(y);
-    vm.new_string(x)
+    for &v in parts {
+        crate::display::display_into(vm, v, &mut text);
+    }
+    let result = vm
+        .room_for_string(text.len())
+        .and_then(|()| vm.new_str(&text));
+    vm.put_scratch(text);
+    result
 }
 
 /// `& | ^ << >>` on ints.

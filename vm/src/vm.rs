@@ -185,6 +185,8 @@ pub struct Vm {
     /// byte, so iterating a string allocates once per distinct character. Emptied at
     /// every collection (it keeps nothing alive) and empty until first used.
     ascii_chars: Vec<Option<Gc<Str>>>,
+    /// Where string concatenations build their text (see [`crate::ops::concat`]).
+    scratch: String,
 }
 
 impl Vm {
@@ -215,6 +217,7 @@ impl Vm {
             task: None,
             pending: None,
             ascii_chars: Vec::new(),
+            scratch: String::new(),
         };
         vm.start_afresh();
         vm
@@ -326,6 +329,22 @@ impl Vm {
     pub fn new_arc_str(&mut self, s: Arc<str>) -> Result<Value, Fault> {
         self.check_size(Collection::String, s.len())?;
         Ok(Value::Str(self.alloc(Str::new(s))?))
+    }
+
+    /// The scratch buffer, empty.
+    pub(crate) fn take_scratch(&mut self) -> String {
+        let mut s = std::mem::take(&mut self.scratch);
+        s.clear();
+        s
+    }
+
+    /// Gives the scratch buffer back, unless a long string grew it: a machine keeps
+    /// no more than this much of it between uses.
+    pub(crate) fn put_scratch(&mut self, s: String) {
+        const KEEP: usize = 64 << 10;
+        if s.capacity() <= KEEP {
+            self.scratch = s;
+        }
     }
 
     /// The string of the single character `c`: shared for ASCII characters.
