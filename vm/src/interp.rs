@@ -100,7 +100,7 @@ impl Vm {
         callee: usize,
         nargs: usize,
         ret: usize,
-    ) -> Result<(), Fault> {
+    ) -> Result<Frame, Fault> {
         let c = closure.get(&self.heap);
         let (pid, consts, module) = (c.proto, c.consts, c.module);
         let p = self.program.proto(pid);
@@ -112,7 +112,7 @@ impl Vm {
         if !common {
             self.prepare_frame(pid, base, nargs)?;
         }
-        self.frames.push(Frame {
+        let frame = Frame {
             closure,
             proto: pid,
             consts,
@@ -120,8 +120,9 @@ impl Vm {
             pc: 0,
             base,
             ret,
-        });
-        Ok(())
+        };
+        self.frames.push(frame);
+        Ok(frame)
     }
 
     /// Everything a call may need before its frame is pushed: the arity and depth
@@ -277,6 +278,18 @@ impl Vm {
                 proto = program.proto(f.proto);
                 code = &proto.code;
                 pc = f.pc;
+                base = f.base;
+                rewin!();
+            }};
+        }
+        // Makes the frame `f`, just pushed, the current one: what `reload!` does,
+        // without reading it back.
+        macro_rules! enter {
+            ($f:expr) => {{
+                let f: Frame = $f;
+                proto = program.proto(f.proto);
+                code = &proto.code;
+                pc = 0;
                 base = f.base;
                 rewin!();
             }};
@@ -690,19 +703,16 @@ impl Vm {
                 opc::Call => {
                     save_pc!();
                     let a = base + ins.a();
-                    let pushed = match r!(ins.a()) {
-                        Value::Func(c) => {
-                            vm!(self.push_frame(c, a, ins.b(), a));
-                            true
-                        }
-                        _ => vm!(self.call_value(a, ins.b(), a)),
-                    };
-                    if pushed {
+                    if let Value::Func(c) = r!(ins.a()) {
+                        enter!(check!(self.push_frame(c, a, ins.b(), a)));
+                    } else if vm!(self.call_value(a, ins.b(), a)) {
                         reload!();
-                        charge!(1);
-                        if tiering && !proto.jit.is_dormant() {
-                            tier_enter!(1);
-                        }
+                    } else {
+                        continue;
+                    }
+                    charge!(1);
+                    if tiering && !proto.jit.is_dormant() {
+                        tier_enter!(1);
                     }
                 }
                 opc::CallMethod => {
@@ -715,8 +725,7 @@ impl Vm {
                             if program.proto(c.get(&self.heap).proto).has_self {
                                 r!(ins.a()) = Value::Func(c);
                                 let a = base + ins.a();
-                                check!(self.push_frame(c, a, ins.b() + 1, a));
-                                reload!();
+                                enter!(check!(self.push_frame(c, a, ins.b() + 1, a)));
                                 charge!(1);
                                 continue;
                             }
@@ -734,8 +743,7 @@ impl Vm {
                     } else {
                         Value::Nil
                     };
-                    let ret = frame!().ret;
-                    self.frames.pop();
+                    let ret = self.frames.pop().expect("frame").ret;
                     if self.frames.len() <= stop {
                         return Ok(v);
                     }
