@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use crate::block::{owner_of, HeapId};
-use crate::cell::{payload, Header};
+use crate::cell::{payload, Header, VTable};
 use crate::heap::Heap;
 use crate::trace::Trace;
 
@@ -85,8 +85,12 @@ impl<T: Trace> Gc<T> {
         let cell = self.erase().cell_in(heap);
         // SAFETY: `cell_in` checked the cell belongs to this heap; handles only point at cells
         // handed out by `alloc`, whose headers are initialised.
-        let type_id = unsafe { (*cell.as_ptr()).vtable.type_id };
-        if type_id != TypeId::of::<T>() {
+        let vtable = unsafe { (*cell.as_ptr()).vtable };
+        // The same vtable is the same type (vtables of different types differ in their
+        // type id, so none can stand for another): one compare of addresses, where the
+        // type ids are two 64-bit compares and a load. A type's vtable may have several
+        // addresses (one per codegen unit), so a different address compares the ids.
+        if !std::ptr::eq(vtable, VTable::of::<T>()) && vtable.type_id != TypeId::of::<T>() {
             stale_handle();
         }
         cell
