@@ -83,10 +83,8 @@ pub const TAG_ARRAY: i64 = tag::ARRAY as i64;
 pub const TAG_STRUCT: i64 = tag::STRUCT as i64;
 pub const TAG_UNDEF: i64 = tag::UNDEF as i64;
 
-/// Where an instance's type handle is, from the instance handle's address.
-pub const INSTANCE_TY: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Instance, ty)) as i32;
-/// Where a struct type's declaration key is, from the type handle's address.
-pub const TYPE_KEY: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(StructType, key)) as i32;
+/// Where an instance's struct declaration key is, from the instance handle's address.
+pub const INSTANCE_KEY: i32 = (kiln_gc::PAYLOAD_OFFSET + offset_of!(Instance, key)) as i32;
 /// A field cache word that matches no type (see [`field_cache_fill`]).
 pub const EMPTY_CACHE: u64 = u64::MAX;
 /// Bits of a field cache word below the type key: the field's slot.

@@ -1378,7 +1378,7 @@ impl<'a, 'f> Translator<'a, 'f> {
 
     /// The address of field `K[k]` of the instance in register `r`. The instruction's
     /// cache word holds the slot for the last type seen (by declaration key): a hit is
-    /// three loads and a compare; a miss asks `field_cache_fill`, which refills the
+    /// two loads and a compare; a miss asks `field_cache_fill`, which refills the
     /// cache, and an unknown field (or, for a `write`, an annotated one) exits so the
     /// interpreter raises the error or checks the value.
     fn field_slot(&mut self, r: usize, k: usize, write: Option<Ty>, pc: usize) -> ir::Value {
@@ -1388,8 +1388,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             return self.b.ins().iadd_imm_s(fields, at);
         }
         let obj = self.object(r, TAG_STRUCT, pc);
-        let ty = self.b.ins().load(I64, mem(), obj, INSTANCE_TY);
-        let key = self.b.ins().load(I64, mem(), ty, TYPE_KEY);
+        let key = self.b.ins().load(I64, mem(), obj, INSTANCE_KEY);
         let cache = self.b.ins().iconst(I64, self.caches.next() as i64);
         let word = self.b.ins().load(I64, mem(), cache, 0);
         let cached_key = self.b.ins().ushr_imm_s(word, CACHE_SLOT_BITS);
@@ -1463,8 +1462,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         // An instance's type and field array never change, and a type's key neither.
         let obj = self.object(r, TAG_STRUCT, pc);
         let never_stored = mem().with_readonly();
-        let ty = self.b.ins().load(I64, never_stored, obj, INSTANCE_TY);
-        let got = self.b.ins().load(I64, never_stored, ty, TYPE_KEY);
+        let got = self.b.ins().load(I64, never_stored, obj, INSTANCE_KEY);
         let ok = self.b.ins().icmp_imm_s(IntCC::Equal, got, key as i64);
         self.guard(ok, pc);
         let fields = self

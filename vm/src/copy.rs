@@ -553,10 +553,8 @@ fn import_graph(vm: &mut Vm, g: &Graph) -> Result<Value, Fault> {
                     let Value::Type(ty) = made[*ty as usize] else {
                         unreachable!("an instance's type node is a struct type")
                     };
-                    Value::Struct(vm.alloc(Instance {
-                        ty,
-                        fields: vec![Value::Nil; fields.len()].into_boxed_slice(),
-                    })?)
+                    let fields = vec![Value::Nil; fields.len()].into_boxed_slice();
+                    Value::Struct(vm.alloc(Instance::new(&vm.heap, ty, fields))?)
                 }
                 Node::Module { .. } => {
                     if let Value::Module(m) = made[i] {

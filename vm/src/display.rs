@@ -379,10 +379,11 @@ mod tests {
             .unwrap();
         vm.push_root(Value::Type(ty));
         let inst = vm
-            .alloc(Instance {
+            .alloc(Instance::new(
+                &vm.heap,
                 ty,
-                fields: Box::new([Value::Float(3.0), Value::Nil]),
-            })
+                Box::new([Value::Float(3.0), Value::Nil]),
+            ))
             .unwrap();
         let v = Value::Struct(inst);
         vm.push_root(v);
@@ -402,10 +403,7 @@ mod tests {
             .unwrap();
         vm.push_root(Value::Type(empty_ty));
         let e = vm
-            .alloc(Instance {
-                ty: empty_ty,
-                fields: Box::new([]),
-            })
+            .alloc(Instance::new(&vm.heap, empty_ty, Box::new([])))
             .unwrap();
         assert_eq!(display(&vm, Value::Struct(e)), "E {}");
         for (start, end, step, inclusive, want) in [

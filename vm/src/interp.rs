@@ -830,8 +830,9 @@ impl Vm {
                     let o = r!(ins.b());
                     if let Value::Struct(s) = o {
                         let inst = s.get(&self.heap);
-                        let ty = inst.ty.get(&self.heap);
-                        let slot = ops::cached_field_slot(proto, ins.c(), ty);
+                        let slot = ops::field_hit(proto, ins.c(), inst.key).or_else(|| {
+                            ops::field_miss(&self.heap, proto, ins.c(), inst.ty, false)
+                        });
                         if let Some(&v) = slot.and_then(|i| inst.fields.get(i)) {
                             r!(ins.a()) = v;
                             continue;
@@ -845,10 +846,10 @@ impl Vm {
                 opc::SetField => {
                     let (o, v) = (r!(ins.a()), r!(ins.c()));
                     if let Value::Struct(s) = o {
-                        let ty = s.get(&self.heap).ty.get(&self.heap);
                         // Annotated fields take the checked path.
-                        let slot = ops::cached_field_slot(proto, ins.b(), ty)
-                            .filter(|&i| matches!(ty.field_types.get(i), Some(None)));
+                        let inst = s.get(&self.heap);
+                        let slot = ops::plain_field_hit(proto, ins.b(), inst.key)
+                            .or_else(|| ops::field_miss(&self.heap, proto, ins.b(), inst.ty, true));
                         if let Some(slot) = slot {
                             if let Some(f) = s.get_mut(&mut self.heap).fields.get_mut(slot) {
                                 *f = v;

@@ -481,24 +481,63 @@ pub fn set_index(vm: &mut Vm, o: Value, i: Value, v: Value) -> Result<(), Fault>
     }
 }
 
-// A member cache word (`Proto::field_cache`) is `key << 16 | METHOD? | index`: the
-// struct declaration's key (never 0 in a word), whether the index is into the type's
-// methods rather than its fields, and the index (below 2^15).
+// A member cache word (`Proto::field_cache`) is `key << 16 | METHOD? | ANNOTATED? |
+// index`: the struct declaration's key (never 0 in a word), whether the index is into
+// the type's methods rather than its fields, whether the field has a type annotation
+// (its writes are checked), and the index (below 2^14).
 const METHOD: u64 = 1 << 15;
-const INDEX: u64 = METHOD - 1;
+const ANNOTATED: u64 = 1 << 14;
+const INDEX: u64 = ANNOTATED - 1;
+
+/// The slot of the field named by constant `k` of `proto` in instances of the struct
+/// declaration `key`, if the constant's cache word last saw that declaration.
+#[inline(always)]
+pub fn field_hit(proto: &Proto, k: usize, key: u64) -> Option<usize> {
+    let word = proto.field_cache.get(k)?.load(Relaxed);
+    (word >> 16 == key && word & METHOD == 0 && word != 0).then_some((word & INDEX) as usize)
+}
+
+/// Like [`field_hit`], for a write: only a field without an annotation.
+#[inline(always)]
+pub fn plain_field_hit(proto: &Proto, k: usize, key: u64) -> Option<usize> {
+    let word = proto.field_cache.get(k)?.load(Relaxed);
+    let plain = word >> 16 == key && word & (METHOD | ANNOTATED) == 0 && word != 0;
+    plain.then_some((word & INDEX) as usize)
+}
 
 /// The slot of the field named by constant `k` of `proto` in instances of `ty`, from
-/// the constant's cache word when it last saw this struct declaration; `None` when `ty`
-/// has no such field.
+/// the constant's cache word or else by name (which refills the cache); `None` when
+/// `ty` has no such field.
 #[inline(always)]
 pub fn cached_field_slot(proto: &Proto, k: usize, ty: &StructType) -> Option<usize> {
-    let cache = proto.field_cache.get(k)?;
-    let word = cache.load(Relaxed);
-    if word >> 16 == ty.key && word & METHOD == 0 && word != 0 {
-        return Some((word & INDEX) as usize);
-    }
+    field_hit(proto, k, ty.key).or_else(|| field_slot_by_name(proto, k, ty))
+}
+
+/// The slot of the field named by constant `k` of `proto` in instances of `ty` after
+/// a cache miss, by name (refilling the cache); `None` when `ty` has no such field, or
+/// for a `write` when the field is annotated (its writes are checked).
+#[inline(never)]
+pub fn field_miss(
+    heap: &Heap,
+    proto: &Proto,
+    k: usize,
+    ty: Gc<StructType>,
+    write: bool,
+) -> Option<usize> {
+    let ty = ty.get(heap);
+    let slot = cached_field_slot(proto, k, ty)?;
+    let annotated = matches!(ty.field_types.get(slot), Some(Some(_)));
+    (!(write && annotated)).then_some(slot)
+}
+
+#[inline(never)]
+fn field_slot_by_name(proto: &Proto, k: usize, ty: &StructType) -> Option<usize> {
     let slot = ty.field_index(const_str(proto, k)?)?;
-    fill_member_cache(cache, ty, slot as u64)?;
+    let annotated = match ty.field_types.get(slot) {
+        Some(Some(_)) => ANNOTATED,
+        _ => 0,
+    };
+    fill_member_cache(proto.field_cache.get(k)?, ty, slot as u64 | annotated)?;
     Some(slot)
 }
 
@@ -533,7 +572,7 @@ fn const_str(proto: &Proto, k: usize) -> Option<&Arc<str>> {
 /// Stores a member's index for `ty` (nothing for uncacheable types or huge indexes);
 /// `Some` either way, so callers can chain it.
 fn fill_member_cache(cache: &AtomicU64, ty: &StructType, index: u64) -> Option<()> {
-    if ty.key != 0 && index & !METHOD <= INDEX {
+    if ty.key != 0 && index & !(METHOD | ANNOTATED) <= INDEX {
         cache.store(ty.key << 16 | index, Relaxed);
     }
     Some(())
@@ -697,7 +736,7 @@ fn finish_struct(
     fields: Box<[Value]>,
 ) -> Result<bool, Fault> {
     let init = ty.get(&vm.heap).init;
-    let inst = vm.alloc(Instance { ty, fields })?;
+    let inst = vm.alloc(Instance::new(&vm.heap, ty, fields))?;
     match init {
         Some(init) => {
             vm.stack[b] = Value::Func(init);

@@ -450,7 +450,18 @@ impl Trace for StructType {
 /// A struct instance: its type and one slot per field.
 pub struct Instance {
     pub ty: Gc<StructType>,
+    /// `ty`'s declaration key, kept here so a field access checks its cache without
+    /// reading the type (in the interpreter and in compiled code). The cell's size
+    /// class is the same with it.
+    pub key: u64,
     pub fields: Box<[Value]>,
+}
+
+impl Instance {
+    pub fn new(heap: &Heap, ty: Gc<StructType>, fields: Box<[Value]>) -> Instance {
+        let key = ty.get(heap).key;
+        Instance { ty, key, fields }
+    }
 }
 
 impl Trace for Instance {
