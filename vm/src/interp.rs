@@ -349,15 +349,21 @@ impl Vm {
         // kept in memory).
         macro_rules! arith {
             ($ins:expr, reg, $int:expr, $float:expr, $op:expr) => {
-                arith!(@ $ins, r!($ins.c()), r!($ins.c()), Value, $int, $float, $op)
+                arith!(@ $ins, $ins.c(), r!($ins.c()), r!($ins.c()), Value, $int, $float, $op)
             };
             ($ins:expr, konst, $int:expr, $float:expr, $op:expr) => {
-                arith!(@ $ins, proto.consts[$ins.c()], konst!($ins.c()), Constant, $int, $float, $op)
+                arith!(@ $ins, 0, proto.consts[$ins.c()], konst!($ins.c()), Constant, $int, $float, $op)
             };
             // `$rhs` is the right operand's place (a register or a `Constant`, whose
-            // `Int` and `Float` variants `$kind` names), `$value` its `Value`.
-            (@ $ins:expr, $rhs:expr, $value:expr, $kind:ident, $int:expr, $float:expr, $op:expr) => {{
+            // `Int` and `Float` variants `$kind` names), `$value` its `Value`, `$reg`
+            // the register it is in (0 for a constant). One compare of the highest
+            // register with the window's length stands for every register's bounds
+            // check.
+            (@ $ins:expr, $reg:expr, $rhs:expr, $value:expr, $kind:ident, $int:expr, $float:expr, $op:expr) => {{
                 let a = $ins.a();
+                if a.max($ins.b()).max($reg) >= win.len() {
+                    throw!(Fault::Error("internal error: register out of range".into()));
+                }
                 let done = match (&r!($ins.b()), &$rhs) {
                     (Value::Int(p), $kind::Int(q)) => match $int(*p, *q) {
                         Some(v) => {
@@ -656,15 +662,18 @@ impl Vm {
                     }
                 }
                 opc::ForLoop | opc::ForLoopIncl => {
-                    let a = ins.a();
+                    // The four loop registers as one array: one bounds check.
+                    let Some(regs) = win.get_mut(ins.a()..ins.a() + 4) else {
+                        throw!(Fault::Error("internal error: loop registers".into()))
+                    };
                     if let (Value::Int(i), Value::Int(end), Value::Int(step)) =
-                        (r!(a), r!(a + 1), r!(a + 2))
+                        (regs[0], regs[1], regs[2])
                     {
                         let incl = ins.op_byte() == opc::ForLoopIncl;
                         if let Some(next) = i.checked_add(step) {
                             if ops::in_range(next, end, step, incl) {
-                                r!(a) = Value::Int(next);
-                                r!(a + 3) = Value::Int(next);
+                                regs[0] = Value::Int(next);
+                                regs[3] = Value::Int(next);
                                 pc = (pc as isize + ins.sbx()) as usize;
                                 charge!(-ins.sbx());
                                 if tiering && !proto.jit.is_dormant() {
