@@ -347,6 +347,15 @@ impl Vm {
         // The operands are matched in place, not copied out, and the slow path reads
         // them again, so no whole `Value` lives across the fast paths (it would be
         // kept in memory).
+        // One compare of the highest of some registers with the window's length, which
+        // lets LLVM drop each register's own bounds check after it.
+        macro_rules! in_window {
+            ($first:expr $(, $r:expr)*) => {
+                if $first $(.max($r))* >= win.len() {
+                    throw!(Fault::Error("internal error: register out of range".into()));
+                }
+            };
+        }
         macro_rules! arith {
             ($ins:expr, reg, $int:expr, $float:expr, $op:expr) => {
                 arith!(@ $ins, $ins.c(), r!($ins.c()), r!($ins.c()), Value, $int, $float, $op)
@@ -361,9 +370,7 @@ impl Vm {
             // check.
             (@ $ins:expr, $reg:expr, $rhs:expr, $value:expr, $kind:ident, $int:expr, $float:expr, $op:expr) => {{
                 let a = $ins.a();
-                if a.max($ins.b()).max($reg) >= win.len() {
-                    throw!(Fault::Error("internal error: register out of range".into()));
-                }
+                in_window!(a, $ins.b(), $reg);
                 let done = match (&r!($ins.b()), &$rhs) {
                     (Value::Int(p), $kind::Int(q)) => match $int(*p, *q) {
                         Some(v) => {
