@@ -358,17 +358,23 @@ impl Vm {
         }
         macro_rules! arith {
             ($ins:expr, reg, $int:expr, $float:expr, $op:expr) => {
-                arith!(@ $ins, $ins.c(), r!($ins.c()), r!($ins.c()), Value, $int, $float, $op)
+                arith!(@ $ins, $ins.c(), r!($ins.c()), r!($ins.c()), Value, $int, $float, $op, false)
             };
             ($ins:expr, konst, $int:expr, $float:expr, $op:expr) => {
-                arith!(@ $ins, 0, proto.consts[$ins.c()], konst!($ins.c()), Constant, $int, $float, $op)
+                arith!(@ $ins, 0, proto.consts[$ins.c()], konst!($ins.c()), Constant, $int, $float, $op, false)
+            };
+            ($ins:expr, reg, mixed, $int:expr, $float:expr, $op:expr) => {
+                arith!(@ $ins, $ins.c(), r!($ins.c()), r!($ins.c()), Value, $int, $float, $op, true)
+            };
+            ($ins:expr, konst, mixed, $int:expr, $float:expr, $op:expr) => {
+                arith!(@ $ins, 0, proto.consts[$ins.c()], konst!($ins.c()), Constant, $int, $float, $op, true)
             };
             // `$rhs` is the right operand's place (a register or a `Constant`, whose
             // `Int` and `Float` variants `$kind` names), `$value` its `Value`, `$reg`
             // the register it is in (0 for a constant). One compare of the highest
             // register with the window's length stands for every register's bounds
             // check.
-            (@ $ins:expr, $reg:expr, $rhs:expr, $value:expr, $kind:ident, $int:expr, $float:expr, $op:expr) => {{
+            (@ $ins:expr, $reg:expr, $rhs:expr, $value:expr, $kind:ident, $int:expr, $float:expr, $op:expr, $mixed:expr) => {{
                 let a = $ins.a();
                 in_window!(a, $ins.b(), $reg);
                 let done = match (&r!($ins.b()), &$rhs) {
@@ -381,6 +387,17 @@ impl Vm {
                     },
                     (Value::Float(p), $kind::Float(q)) => {
                         r!(a) = Value::Float($float(*p, *q));
+                        true
+                    }
+                    // An int with a float is a float operation (see `ops::arith`). Only
+                    // division takes this inline: `1.0 / n` is common, and the arms
+                    // cost the other operators 1-2% in layout (mandelbrot, nbody).
+                    (Value::Float(p), $kind::Int(q)) if $mixed => {
+                        r!(a) = Value::Float($float(*p, *q as f64));
+                        true
+                    }
+                    (Value::Int(p), $kind::Float(q)) if $mixed => {
+                        r!(a) = Value::Float($float(*p as f64, *q));
                         true
                     }
                     _ => false,
@@ -517,8 +534,8 @@ impl Vm {
                     |a, b| a * b,
                     ops::Arith::Mul
                 ),
-                opc::Div => arith!(ins, reg, float_div, |a, b| a / b, ops::Arith::Div),
-                opc::DivK => arith!(ins, konst, float_div, |a, b| a / b, ops::Arith::Div),
+                opc::Div => arith!(ins, reg, mixed, float_div, |a, b| a / b, ops::Arith::Div),
+                opc::DivK => arith!(ins, konst, mixed, float_div, |a, b| a / b, ops::Arith::Div),
                 opc::Mod => arith!(
                     ins,
                     reg,
