@@ -493,16 +493,22 @@ const INDEX: u64 = ANNOTATED - 1;
 /// declaration `key`, if the constant's cache word last saw that declaration.
 #[inline(always)]
 pub fn field_hit(proto: &Proto, k: usize, key: u64) -> Option<usize> {
-    let word = proto.field_cache.get(k)?.load(Relaxed);
-    (word >> 16 == key && word & METHOD == 0 && word != 0).then_some((word & INDEX) as usize)
+    member_hit(proto, k, key, METHOD)
 }
 
 /// Like [`field_hit`], for a write: only a field without an annotation.
 #[inline(always)]
 pub fn plain_field_hit(proto: &Proto, k: usize, key: u64) -> Option<usize> {
+    member_hit(proto, k, key, METHOD | ANNOTATED)
+}
+
+/// The index in constant `k`'s cache word if it holds declaration `key` with none of
+/// the `excluded` bits.
+#[inline(always)]
+fn member_hit(proto: &Proto, k: usize, key: u64, excluded: u64) -> Option<usize> {
     let word = proto.field_cache.get(k)?.load(Relaxed);
-    let plain = word >> 16 == key && word & (METHOD | ANNOTATED) == 0 && word != 0;
-    plain.then_some((word & INDEX) as usize)
+    let hit = word >> 16 == key && word & excluded == 0 && word != 0;
+    hit.then_some((word & INDEX) as usize)
 }
 
 /// The slot of the field named by constant `k` of `proto` in instances of `ty`, from
