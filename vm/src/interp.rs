@@ -341,12 +341,6 @@ impl Vm {
                 }
             };
         }
-        // `$int` returns `Some(value)` or `None` to defer to the full semantics (which
-        // also produce the errors, e.g. integer division by zero). Each fast path stores
-        // its own result, so the store is a tag byte and a payload, not a merged value.
-        // The operands are matched in place, not copied out, and the slow path reads
-        // them again, so no whole `Value` lives across the fast paths (it would be
-        // kept in memory).
         // One compare of the highest of some registers with the window's length, which
         // lets LLVM drop each register's own bounds check after it.
         macro_rules! in_window {
@@ -356,6 +350,12 @@ impl Vm {
                 }
             };
         }
+        // `$int` returns `Some(value)` or `None` to defer to the full semantics (which
+        // also produce the errors, e.g. integer division by zero). Each fast path stores
+        // its own result, so the store is a tag byte and a payload, not a merged value.
+        // The operands are matched in place, not copied out, and the slow path reads
+        // them again, so no whole `Value` lives across the fast paths (it would be
+        // kept in memory).
         macro_rules! arith {
             ($ins:expr, reg, $int:expr, $float:expr, $op:expr) => {
                 arith!(@ $ins, $ins.c(), r!($ins.c()), r!($ins.c()), Value, $int, $float, $op, false)
