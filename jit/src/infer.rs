@@ -690,6 +690,8 @@ pub struct Analysis {
     /// Per pc: the steps one iteration of the loop starting there charges (the length of
     /// its longest back-edge, as the interpreter charges it), or 0 if no loop starts there.
     pub charge: Vec<u32>,
+    /// Per pc: the bound of operand B if it is a non-negative int (see `bounds`).
+    pub bounds: Vec<crate::bounds::Bound>,
     /// What the guesses used.
     pub facts: Facts,
 }
@@ -768,9 +770,12 @@ pub fn analyse(proto: &Proto, facts: &Facts, params: &[Ty]) -> Analysis {
         .filter(|&h| types[h].is_some() && flows[h] != Flow::Exit)
         .collect();
     let live = liveness(proto, &types, &flows);
+    let reached: Vec<bool> = types.iter().map(Option::is_some).collect();
+    let bounds = crate::bounds::operand_bounds(proto, &flows, &reached);
     Analysis {
         types,
         live,
+        bounds,
         leaders,
         headers,
         charge,

@@ -12,6 +12,7 @@
 //! into script code, so no collection can run while it runs.
 
 pub mod abi;
+mod bounds;
 pub mod infer;
 mod inline;
 pub mod params;

@@ -20,6 +20,7 @@ use kiln_vm::bytecode::opc;
 use kiln_vm::program::{Constant, Proto};
 
 use crate::abi::*;
+use crate::bounds;
 use crate::infer::{self, Analysis, FieldSlot, Flow, Ty};
 
 /// Imported helpers the generated code calls.
@@ -291,10 +292,6 @@ fn register_form(op: u8) -> Option<u8> {
         opc::ModK => opc::Mod,
         _ => return None,
     })
-}
-
-fn jump_target(pc: usize, offset: isize) -> usize {
-    (pc as isize + 1 + offset) as usize
 }
 
 fn off(r: usize) -> i32 {
@@ -1040,7 +1037,9 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let with_const = register_form(op).is_some();
                 match (op, want, &self.proto.consts.get(c)) {
                     (opc::ModK | opc::IDivK, Ty::Int, Some(Constant::Int(k @ 1..))) => {
-                        let v = Self::div_mod_by_positive(&mut self.b, op == opc::IDivK, x, *k);
+                        let bound = self.an.bounds[pc];
+                        let v =
+                            Self::div_mod_by_positive(&mut self.b, op == opc::IDivK, x, *k, bound);
                         self.def(a, Ty::Int, v);
                     }
                     _ => {
@@ -1563,13 +1562,19 @@ impl<'a, 'f> Translator<'a, 'f> {
 
     /// Floor division or floored modulo of an int by a positive constant: no zero or
     /// `-1` cases, and flooring is a correction by the remainder's sign bit. Cranelift
-    /// turns the division by a constant into a multiplication.
+    /// turns the division by a constant into a multiplication. A dividend known to be
+    /// in `0..=n` (`bound`, see `bounds`) needs no correction, and its multiplication
+    /// by the reciprocal needs no fix-up steps when the bound allows.
     fn div_mod_by_positive(
         b: &mut FunctionBuilder<'_>,
         div: bool,
         x: ir::Value,
         k: i64,
+        bound: bounds::Bound,
     ) -> ir::Value {
+        if let Some(n) = bound {
+            return Self::div_mod_bounded(b, div, x, k as u64, n);
+        }
         let kv = b.ins().iconst(I64, k);
         let r = b.ins().srem(x, kv);
         // All ones when the truncated remainder is negative, else zero.
@@ -1581,6 +1586,34 @@ impl<'a, 'f> Translator<'a, 'f> {
             let fix = b.ins().band_imm_s(neg, k);
             b.ins().iadd(r, fix)
         }
+    }
+
+    /// Division or modulo of `x` in `0..=n` by a constant `k > 0`.
+    fn div_mod_bounded(
+        b: &mut FunctionBuilder<'_>,
+        div: bool,
+        x: ir::Value,
+        k: u64,
+        n: u64,
+    ) -> ir::Value {
+        let q = if k.is_power_of_two() {
+            if !div {
+                return b.ins().band_imm_s(x, k as i64 - 1);
+            }
+            b.ins().ushr_imm_s(x, k.trailing_zeros() as i64)
+        } else if let Some((m, s)) = bounds::reciprocal(k, n) {
+            let mv = b.ins().iconst(I64, m as i64);
+            let hi = b.ins().umulhi(x, mv);
+            b.ins().ushr_imm_s(hi, s as i64)
+        } else {
+            let kv = b.ins().iconst(I64, k as i64);
+            b.ins().udiv(x, kv)
+        };
+        if div {
+            return q;
+        }
+        let qk = b.ins().imul_imm_s(q, k as i64);
+        b.ins().isub(x, qk)
     }
 
     /// Floor division or floored modulo of ints. Division by zero exits (the
@@ -1656,23 +1689,12 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
     }
 
-    /// The step of the counted loop prepared at `prep`, when it is a literal: the
-    /// compiler loads it just before `ForPrep`, into a register no script code can
-    /// assign, so it holds for the whole loop.
-    fn known_step(&self, a: usize, prep: usize) -> Option<i64> {
-        let p = *self.proto.code.get(prep)?;
-        let load = *self.proto.code.get(prep.checked_sub(1)?)?;
-        let prepares = matches!(p.op_byte(), opc::ForPrep | opc::ForPrepIncl) && p.a() == a;
-        let literal = load.op_byte() == opc::LoadI && load.a() == a + 2 && load.sbx() != 0;
-        (prepares && literal).then(|| load.sbx() as i64)
-    }
-
     fn for_prep(&mut self, a: usize, pc: usize, flow: Flow, inclusive: bool) {
         let start = self.num(a, Ty::Int, pc);
         let end = self.num(a + 1, Ty::Int, pc);
         let step = self.num(a + 2, Ty::Int, pc);
         let (in_up, in_down) = Self::range_ccs(inclusive);
-        let inside = match self.known_step(a, pc) {
+        let inside = match bounds::literal_step(self.proto, a, pc) {
             Some(k) => self
                 .b
                 .ins()
@@ -1700,8 +1722,7 @@ impl<'a, 'f> Translator<'a, 'f> {
         let end = self.num(a + 1, Ty::Int, pc);
         let step = self.num(a + 2, Ty::Int, pc);
         let (in_up, in_down) = Self::range_ccs(inclusive);
-        let body = jump_target(pc, self.proto.code[pc].sbx());
-        let (next, go_on) = match self.known_step(a, body - 1) {
+        let (next, go_on) = match bounds::literal_step(self.proto, a, pc) {
             // Counting up by one cannot overflow while inside the range: `i < end`
             // (inclusive: tested before the step) bounds `i + 1` by `end`.
             Some(1) => {
