@@ -1540,7 +1540,7 @@ impl<'a, 'f> Translator<'a, 'f> {
             (opc::Mul, Ty::Int) => (ins.imul(x, y), Ty::Int),
             (opc::Add, _) => (ins.fadd(x, y), Ty::Float),
             (opc::Sub, _) => (ins.fsub(x, y), Ty::Float),
-            (opc::Mul, _) => (ins.fmul(x, y), Ty::Float),
+            (opc::Mul, _) => (self.fmul(x, y), Ty::Float),
             (opc::Div, Ty::Int) => {
                 let fx = ins.fcvt_from_sint(F64, x);
                 let fy = self.b.ins().fcvt_from_sint(F64, y);
@@ -1558,6 +1558,29 @@ impl<'a, 'f> Translator<'a, 'f> {
             (_, _) => (self.int_div_mod(base_op == opc::IDiv, x, y, pc), Ty::Int),
         };
         self.def(a, ty, v);
+    }
+
+    /// `x * y` of floats. Doubling is an addition, exactly so in IEEE arithmetic (signed
+    /// zeros, infinities and NaNs included), which needs no constant in a register.
+    fn fmul(&mut self, x: ir::Value, y: ir::Value) -> ir::Value {
+        let two = |v: ir::Value| self.f64_const(v) == Some(2.0);
+        match (two(x), two(y)) {
+            (_, true) => self.b.ins().fadd(x, x),
+            (true, _) => self.b.ins().fadd(y, y),
+            _ => self.b.ins().fmul(x, y),
+        }
+    }
+
+    /// The value of `v` if an `f64const` instruction defines it.
+    fn f64_const(&self, v: ir::Value) -> Option<f64> {
+        let dfg = &self.b.func.dfg;
+        match dfg.insts[dfg.value_def(v).inst()?] {
+            ir::InstructionData::UnaryIeee64 {
+                opcode: ir::Opcode::F64const,
+                imm,
+            } => Some(f64::from_bits(imm.bits())),
+            _ => None,
+        }
     }
 
     /// Floor division or floored modulo of an int by a positive constant: no zero or
