@@ -13,6 +13,7 @@
 
 pub mod abi;
 mod bounds;
+mod code;
 pub mod infer;
 mod inline;
 pub mod params;
@@ -42,6 +43,7 @@ use kiln_vm::vm::Vm;
 use parking_lot::Mutex;
 
 use crate::abi::{JitCtx, Shadow, EXITED, RETURNED};
+use crate::code::CodeUnit;
 
 /// What the tier prints and keeps.
 #[derive(Clone, Debug, Default)]
@@ -132,6 +134,8 @@ enum Msg {
     /// Compile `proto` again because a callee's direct variant changed (see
     /// `Jit::direct_callers`).
     Refresh(Arc<Program>, ProtoId),
+    /// `proto` was left to the interpreter: free its code when nothing can run it.
+    Retire(ProtoId),
     Stop,
 }
 
@@ -175,6 +179,7 @@ impl Drop for CraneliftTier {
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
+        code::collect();
     }
 }
 
@@ -196,10 +201,12 @@ impl Tier for CraneliftTier {
     }
 
     fn stats(&self) -> String {
+        // Replaced code whose threads have moved on counts as freed.
+        code::collect();
         let c = &self.counters;
         format!(
             "jit: {} compiled ({} with loop entries, {} recompiles) in {} µs, {} refused, \
-             {} left to the interpreter, {} side exits",
+             {} left to the interpreter, {} side exits; code modules: {} mapped, {} freed",
             c.compiled.load(Ordering::Relaxed),
             c.loops.load(Ordering::Relaxed),
             c.recompiled.load(Ordering::Relaxed),
@@ -207,11 +214,13 @@ impl Tier for CraneliftTier {
             c.refused.load(Ordering::Relaxed),
             c.blacklisted.load(Ordering::Relaxed),
             c.exits.load(Ordering::Relaxed),
+            code_modules_live(),
+            code_modules_freed(),
         )
     }
 }
 
-/// The compiler thread: owns the Cranelift module (its code lives as long as the tier).
+/// The compiler thread: makes every code module (see [`code`]) and the tables.
 fn compile_loop(
     rx: Receiver<Msg>,
     requests: Sender<Msg>,
@@ -245,49 +254,49 @@ fn compile_loop(
                 let params = jit.params_of(proto);
                 jit.compile(&program, proto, &params);
             }
+            Msg::Retire(proto) => jit.retire(proto),
             Msg::Stop => return,
         }
     }
 }
 
-/// The machine code of a tier: one Cranelift module, freed when the compile thread
-/// has ended and the last compiled function referring to it is dropped (Cranelift frees
-/// code only a whole module at a time). A program holds its compiled functions, so
-/// code lives as long as the program that can run it.
-struct CodeMemory {
-    module: Mutex<Option<JITModule>>,
-}
-
-// SAFETY: the module is used by the compile thread alone (under the mutex) while that
-// thread lives; afterwards the only operation left is freeing it, from whichever thread
-// drops the last reference. Nothing in it is tied to the thread that made it.
-unsafe impl Send for CodeMemory {}
-// SAFETY: every access goes through the mutex.
-unsafe impl Sync for CodeMemory {}
-
-/// Code modules freed so far in this process (for tests and `--stats`).
-static MODULES_FREED: AtomicU64 = AtomicU64::new(0);
-
-/// How many tiers' machine code has been freed in this process.
+/// How many code modules (one per compile, see [`code`]) have been freed in this
+/// process.
 pub fn code_modules_freed() -> u64 {
-    MODULES_FREED.load(Ordering::Relaxed)
+    code::units_freed()
 }
 
-impl Drop for CodeMemory {
-    fn drop(&mut self) {
-        if let Some(module) = self.module.get_mut().take() {
-            MODULES_FREED.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: no code of this module can run any more: code is entered only
-            // through a `JitCode`, which holds a reference to this memory for as long as
-            // it exists (and `run` borrows it while the code runs); compiled calls only
-            // reach code listed in the tables of such `JitCode`s.
-            unsafe { module.free_memory() };
-        }
-    }
+/// How many code modules are mapped now in this process.
+pub fn code_modules_live() -> u64 {
+    code::units_made() - code::units_freed()
+}
+
+/// Frees the code modules retired so far that no thread can still be running.
+pub fn collect_code() {
+    code::collect()
+}
+
+/// A direct variant (see `translate::Variant`) compiled and in place.
+struct Direct {
+    /// Its symbol: later compiles import it by this name.
+    name: String,
+    addr: usize,
+    unit: Arc<CodeUnit>,
+    params: Vec<infer::Ty>,
+    /// The type it returns, if only one.
+    ret: Option<infer::Ty>,
+}
+
+/// The direct variant of the compile in progress, declared in its module.
+struct Pending {
+    proto: u32,
+    fid: FuncId,
+    name: String,
+    params: Vec<infer::Ty>,
 }
 
 struct Jit {
-    memory: Arc<CodeMemory>,
+    isa: cranelift_codegen::isa::OwnedTargetIsa,
     fctx: FunctionBuilderContext,
     options: JitOptions,
     counters: Arc<Counters>,
@@ -295,6 +304,8 @@ struct Jit {
     /// The program the tables describe (compiled calls only reach its protos).
     program: Option<*const Program>,
     proto_sig: Signature,
+    /// The helpers' ids, the same in every module (they are declared first, in one
+    /// order), which inlined bodies rely on.
     imports: Imports,
     /// The forced-exit counter compiled code asks, in side-exit stress mode.
     exit_stress: Option<&'static stress::ExitStress>,
@@ -305,13 +316,16 @@ struct Jit {
     /// Code compiled so far, by proto index, with the parameter tags of its first
     /// compile (recompiles keep them).
     compiled: HashMap<u32, (Arc<JitCode>, Vec<u8>)>,
-    /// The current direct variant of each proto that has one, with its parameter
-    /// types (see `translate::Variant`) and the type it returns, if only one.
-    direct: HashMap<u32, (FuncId, Vec<infer::Ty>, Option<infer::Ty>)>,
+    /// The current direct variant of each proto that has one.
+    direct: HashMap<u32, Direct>,
+    /// The direct variant of the compile in progress, until its module is finalized.
+    pending: Option<Pending>,
+    /// The units whose direct variants the compile in progress calls.
+    uses: Vec<Arc<CodeUnit>>,
     /// Per proto: the other protos whose code calls its direct variant, recompiled
     /// when it is (so they call the new one).
     direct_callers: HashMap<u32, HashSet<u32>>,
-    /// Functions defined so far (their names must be unique in the module).
+    /// Functions defined so far (their names are unique, for imports between modules).
     defined: u64,
     /// The direct variants callers inline rather than call.
     inlined: inline::Bodies,
@@ -332,8 +346,8 @@ struct Imports {
 }
 
 impl Imports {
-    /// Registers every helper's address and declares it to the module.
-    fn declare(builder: &mut JITBuilder) -> impl FnOnce(&mut JITModule) -> Option<Imports> {
+    /// Registers every helper's address with a module's builder.
+    fn register(builder: &mut JITBuilder) {
         let syms: [(&str, *const u8); 11] = [
             ("kiln_module_vars", abi::module_vars as *const u8),
             ("kiln_float_mod", abi::float_mod as *const u8),
@@ -350,7 +364,12 @@ impl Imports {
         for (name, ptr) in syms {
             builder.symbol(name, ptr);
         }
-        |module: &mut JITModule| {
+    }
+
+    /// Declares every helper to a new module (before anything else, so the ids are the
+    /// same in every module).
+    fn declare(module: &mut JITModule) -> Option<Imports> {
+        {
             let cc = module.isa().default_call_conv();
             let sig = |params: &[Type], ret: Type| {
                 let mut s = Signature::new(cc);
@@ -424,18 +443,14 @@ impl Jit {
             .ok()?
             .finish(cranelift_codegen::settings::Flags::new(flags))
             .ok()?;
-        let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
-        let declare = Imports::declare(&mut builder);
-        let mut module = JITModule::new(builder);
-        let imports = declare(&mut module)?;
-        let proto_sig = proto_signature(module.isa().default_call_conv());
+        let proto_sig = proto_signature(isa.default_call_conv());
+        // An empty module maps nothing: dropping it leaks nothing.
+        let (_, imports) = Self::module_with(&isa, &HashMap::new())?;
         // A Rust whose boxed slices or vectors the probes do not understand gets no JIT.
         let fields_at = abi::instance_fields()?;
         let array = abi::array_items()?;
         Some(Jit {
-            memory: Arc::new(CodeMemory {
-                module: Mutex::new(Some(module)),
-            }),
+            isa,
             fctx: FunctionBuilderContext::new(),
             exit_stress: options.exit_every.map(stress::ExitStress::leak),
             options,
@@ -448,11 +463,29 @@ impl Jit {
             array,
             compiled: HashMap::new(),
             direct: HashMap::new(),
+            pending: None,
+            uses: Vec::new(),
             direct_callers: HashMap::new(),
             defined: 0,
             inlined: inline::Bodies::default(),
             nesting: 0,
         })
+    }
+
+    /// A new module for one compile: the helpers declared, and the direct variants
+    /// compiled so far resolvable by name.
+    fn module_with(
+        isa: &cranelift_codegen::isa::OwnedTargetIsa,
+        direct: &HashMap<u32, Direct>,
+    ) -> Option<(JITModule, Imports)> {
+        let mut builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
+        Imports::register(&mut builder);
+        for d in direct.values() {
+            builder.symbol(d.name.clone(), d.addr as *const u8);
+        }
+        let mut module = JITModule::new(builder);
+        let imports = Imports::declare(&mut module)?;
+        Some((module, imports))
     }
 
     fn params_of(&self, id: ProtoId) -> Vec<u8> {
@@ -546,56 +579,37 @@ impl Jit {
         let own = direct.as_ref().and_then(|d| d.2);
         facts.results = self.call_results(program, id, &an, own);
         let an = infer::analyse(proto, &facts, &infer::window_params(proto));
-        let memory = self.memory.clone();
-        let mut guard = memory.module.lock();
-        let Some(module) = guard.as_mut() else {
-            return;
+        let fresh = Self::module_with(&self.isa, &self.direct)
+            .filter(|(_, imports)| imports.ids() == self.imports.ids());
+        let Some((mut module, _)) = fresh else {
+            return self.refuse(program, id, "no code module");
         };
-        let cc = module.isa().default_call_conv();
-        // The direct variant first: both variants' recursive calls use it.
-        let mut caches = Vec::new();
-        if let Some((ps, dan, own)) = direct {
-            let sig = translate::direct_signature(cc, &ps);
-            let name = format!("kiln_direct_{}_{}", id.0, self.defined);
-            let fid = match module.declare_function(&name, Linkage::Local, &sig) {
-                Ok(f) => f,
-                Err(e) => return self.refuse(program, id, &format!("declare: {e}")),
-            };
-            if let Some((old, ..)) = self.direct.insert(id.0, (fid, ps.clone(), own)) {
-                self.inlined.forget(old);
-            }
-            let variant = translate::Variant::Direct(ps);
-            match self.define_guarded(module, program, id, &dan, &variant, fid, sig) {
-                Ok(c) => caches.push(c),
-                Err(e) => {
-                    self.direct.remove(&id.0);
-                    return self.refuse(program, id, &e);
+        let built = self.build(&mut module, program, id, &an, direct);
+        let callees = std::mem::take(&mut self.uses);
+        let pending = self.pending.take();
+        // A failed build's module is freed with its unit (nothing can reach it).
+        let unit = CodeUnit::new(module, callees);
+        let (entry, caches, direct_addr) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                if let Some(p) = &pending {
+                    self.inlined.forget(&p.name);
                 }
+                return self.refuse(program, id, &e);
+            }
+        };
+        if let (Some(p), Some(addr)) = (pending, direct_addr) {
+            let d = Direct {
+                name: p.name,
+                addr,
+                unit: unit.clone(),
+                params: p.params,
+                ret: own,
+            };
+            if let Some(old) = self.direct.insert(id.0, d) {
+                self.inlined.forget(&old.name);
             }
         }
-        let name = format!("kiln_proto_{}_{}", id.0, self.defined);
-        self.defined += 1;
-        let sig = self.proto_sig.clone();
-        let fid = match module.declare_function(&name, Linkage::Local, &sig) {
-            Ok(f) => f,
-            Err(e) => return self.refuse(program, id, &format!("declare: {e}")),
-        };
-        match self.define_guarded(
-            module,
-            program,
-            id,
-            &an,
-            &translate::Variant::Generic,
-            fid,
-            sig,
-        ) {
-            Ok(c) => caches.push(c),
-            Err(e) => return self.forget_direct(program, id, &e),
-        }
-        if let Err(e) = module.finalize_definitions() {
-            return self.forget_direct(program, id, &format!("finalize: {e}"));
-        }
-        let entry = module.get_finalized_function(fid) as usize;
         let i = id.0 as usize;
         let simple = proto.nrequired == proto.nparams && !proto.has_rest;
         self.tables.arity[i].store(
@@ -633,11 +647,11 @@ impl Jit {
             );
         }
         match self.compiled.get(&id.0) {
-            // Recompiled: callers and entries switch to the new code; the old code
-            // stays mapped (frames may still be running it).
+            // Recompiled: callers and entries switch to the new code; the old code is
+            // freed once no thread can be running it.
             Some((code, _)) => {
                 code.caches.lock().extend(caches);
-                code.entry.store(entry, Ordering::Release);
+                code.install(entry, Some(unit));
             }
             None => {
                 let mut headers: Vec<(u32, u32)> = an
@@ -651,26 +665,80 @@ impl Jit {
                     index: i,
                     headers,
                     tables: self.tables.clone(),
-                    _memory: self.memory.clone(),
+                    unit: Mutex::new(Some(unit)),
                     caches: Mutex::new(caches),
                     counters: self.counters.clone(),
                     verbose: self.options.verbose,
                     name,
                 });
+                self.tables.code[i].store(entry as u64, Ordering::Release);
                 proto.jit.set(code.clone());
                 self.compiled.insert(id.0, (code, params.to_vec()));
             }
         }
-        self.tables.code[i].store(entry as u64, Ordering::Release);
         self.installed(program, id);
     }
-    /// Refuses `id` after its direct variant was defined: callers compiled from now on
-    /// must not call (or inline) code whose inline caches are dropped with this compile.
-    fn forget_direct(&mut self, program: &Program, id: ProtoId, why: &str) {
-        if let Some((fid, ..)) = self.direct.remove(&id.0) {
-            self.inlined.forget(fid);
+
+    /// `id` was left to the interpreter: its code is made unreachable and retired,
+    /// and later compiles no longer call its direct variant.
+    fn retire(&mut self, id: ProtoId) {
+        if let Some(d) = self.direct.remove(&id.0) {
+            self.inlined.forget(&d.name);
         }
-        self.refuse(program, id, why)
+        if let Some((code, _)) = self.compiled.get(&id.0) {
+            code.install(0, None);
+        }
+    }
+
+    /// Defines the variants of `id` in `module` (the direct one first, when `direct`
+    /// gives its parameters, analysis and return type: both variants' recursive calls
+    /// use it) and finalizes it. Returns the generic entry, the inline caches, and the
+    /// direct variant's address.
+    #[allow(clippy::type_complexity)]
+    fn build(
+        &mut self,
+        module: &mut JITModule,
+        program: &Program,
+        id: ProtoId,
+        an: &infer::Analysis,
+        direct: Option<(Vec<infer::Ty>, infer::Analysis, Option<infer::Ty>)>,
+    ) -> Result<(usize, Vec<translate::Caches>, Option<usize>), String> {
+        self.uses.clear();
+        self.pending = None;
+        let cc = module.isa().default_call_conv();
+        let mut caches = Vec::new();
+        if let Some((ps, dan, _)) = direct {
+            let sig = translate::direct_signature(cc, &ps);
+            let name = format!("kiln_direct_{}_{}", id.0, self.defined);
+            let fid = module
+                .declare_function(&name, Linkage::Export, &sig)
+                .map_err(|e| format!("declare: {e}"))?;
+            self.pending = Some(Pending {
+                proto: id.0,
+                fid,
+                name,
+                params: ps.clone(),
+            });
+            let variant = translate::Variant::Direct(ps);
+            caches.push(self.define_guarded(module, program, id, &dan, &variant, fid, sig)?);
+        }
+        let name = format!("kiln_proto_{}_{}", id.0, self.defined);
+        self.defined += 1;
+        let sig = self.proto_sig.clone();
+        let fid = module
+            .declare_function(&name, Linkage::Local, &sig)
+            .map_err(|e| format!("declare: {e}"))?;
+        let generic = translate::Variant::Generic;
+        caches.push(self.define_guarded(module, program, id, an, &generic, fid, sig)?);
+        module
+            .finalize_definitions()
+            .map_err(|e| format!("finalize: {e}"))?;
+        let entry = module.get_finalized_function(fid) as usize;
+        let direct = self
+            .pending
+            .as_ref()
+            .map(|p| module.get_finalized_function(p.fid) as usize);
+        Ok((entry, caches, direct))
     }
 
     /// The analysis of the direct variant of `id` taking `params`, and the type it
@@ -722,7 +790,7 @@ impl Jit {
                 let t = if k.proto == id.0 {
                     own?
                 } else {
-                    self.direct.get(&k.proto)?.2?
+                    self.direct.get(&k.proto)?.ret?
                 };
                 Some((pc as u32, t))
             })
@@ -823,6 +891,8 @@ impl Jit {
         let proto = program.proto(id);
         let mut ctx = module.make_context();
         ctx.func.signature = sig;
+        // The direct variants this code calls, by their ids in `module`.
+        let mut linked = HashMap::new();
         ctx.func.name = UserFuncName::user(0, id.0);
         let caches = {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
@@ -847,16 +917,24 @@ impl Jit {
             let mut callees = known_callees(program, id, an);
             let mut refs = HashMap::new();
             for k in callees.iter_mut().flatten() {
-                let Some((callee_fid, params, _)) = self.direct.get(&k.proto) else {
+                let Some((callee_fid, params, name)) = direct_in(
+                    &self.direct,
+                    self.pending.as_ref(),
+                    &mut self.uses,
+                    module,
+                    k.proto,
+                ) else {
                     continue;
                 };
                 let func = *refs
                     .entry(k.proto)
-                    .or_insert_with(|| module.declare_func_in_func(*callee_fid, b.func));
+                    .or_insert_with(|| module.declare_func_in_func(callee_fid, b.func));
+                let inlined = self.inlined.has(&name);
+                linked.insert(callee_fid.as_u32(), name);
                 k.direct = Some(translate::DirectCallee {
                     func,
-                    params: params.clone(),
-                    inlined: self.inlined.has(*callee_fid),
+                    params,
+                    inlined,
                     // Direct variants are loop-free.
                     charges: infer::may_charge(program.proto(ProtoId(k.proto)), &[]),
                 });
@@ -885,11 +963,13 @@ impl Jit {
             b.finalize(module.target_config());
             c
         };
-        if matches!(variant, translate::Variant::Direct(_)) {
+        if let (translate::Variant::Direct(_), Some(p)) = (variant, &self.pending) {
             let helpers = self.imports.ids().map(|f| f.as_u32());
-            self.inlined.offer(fid, &ctx.func, |f| helpers.contains(&f));
+            self.inlined
+                .offer(&p.name, fid, &ctx.func, |f| helpers.contains(&f));
         }
-        self.inlined.inline_into(&mut ctx)?;
+        // After the offer: a recursive body inlines itself, one level deep.
+        self.inlined.inline_into(&mut ctx, &linked)?;
         let which = match variant {
             translate::Variant::Generic => "",
             translate::Variant::Direct(_) => " (direct)",
@@ -907,6 +987,30 @@ impl Jit {
         module.clear_context(&mut ctx);
         Ok(caches)
     }
+}
+
+/// The direct variant of `proto` as a function of `module`: this compile's own
+/// (`pending`), or one compiled before, declared as an import (`uses` then gets its
+/// unit, which this compile's unit keeps mapped). With its parameter types and name.
+fn direct_in(
+    direct: &HashMap<u32, Direct>,
+    pending: Option<&Pending>,
+    uses: &mut Vec<Arc<CodeUnit>>,
+    module: &mut JITModule,
+    proto: u32,
+) -> Option<(FuncId, Vec<infer::Ty>, String)> {
+    if let Some(p) = pending.filter(|p| p.proto == proto) {
+        return Some((p.fid, p.params.clone(), p.name.clone()));
+    }
+    let d = direct.get(&proto)?;
+    let sig = translate::direct_signature(module.isa().default_call_conv(), &d.params);
+    let fid = module
+        .declare_function(&d.name, Linkage::Import, &sig)
+        .ok()?;
+    if !uses.iter().any(|u| Arc::ptr_eq(u, &d.unit)) {
+        uses.push(d.unit.clone());
+    }
+    Some((fid, d.params.clone(), d.name.clone()))
 }
 
 /// What each call site of `proto` can know about its callee before running.
@@ -974,7 +1078,7 @@ fn proto_signature(cc: CallConv) -> Signature {
 
 /// Compiled code of one proto.
 struct JitCode {
-    /// The current code (recompilation replaces it).
+    /// The current code (recompilation replaces it; 0 once left to the interpreter).
     entry: AtomicUsize,
     /// The proto's index in the tables.
     index: usize,
@@ -982,13 +1086,26 @@ struct JitCode {
     /// header charges an iteration on entry, before any work).
     headers: Vec<(u32, u32)>,
     tables: Arc<Tables>,
-    /// Keeps the machine code mapped while this code can be entered.
-    _memory: Arc<CodeMemory>,
+    /// The unit `entry` is in: mapped while this code can be entered.
+    unit: Mutex<Option<Arc<CodeUnit>>>,
     /// The inline caches of every version (old versions may still be running).
     caches: Mutex<Vec<translate::Caches>>,
     counters: Arc<Counters>,
     verbose: bool,
     name: String,
+}
+
+impl JitCode {
+    /// Makes `entry` (in `unit`; 0 and none: nothing) the code of this proto, for the
+    /// interpreter and for compiled callers, and retires the code it replaces.
+    fn install(&self, entry: usize, unit: Option<Arc<CodeUnit>>) {
+        let old = std::mem::replace(&mut *self.unit.lock(), unit);
+        self.entry.store(entry, Ordering::Release);
+        self.tables.code[self.index].store(entry as u64, Ordering::Release);
+        if let Some(old) = old {
+            code::retire(old);
+        }
+    }
 }
 
 type Entry = unsafe extern "C" fn(*mut JitCtx, *mut Value, u64, u64, *mut Value, u64) -> u32;
@@ -1033,9 +1150,18 @@ impl CompiledCode for JitCode {
                 shadow: shadow.as_mut_ptr(),
                 shadow_len: 0,
             };
+            // Code retired from now on stays mapped until this thread unpins (see `code`).
+            let pinned = crossbeam_epoch::pin();
             let entry = self.entry.load(Ordering::Acquire);
+            if entry == 0 {
+                return TierExit::Resume {
+                    pc,
+                    frames: Vec::new(),
+                };
+            }
             // SAFETY: `entry` was produced by Cranelift for a function of type `Entry`
-            // and stays mapped as long as the tier's module (which outlives this code).
+            // and stays mapped while this thread is pinned (it was this code's entry
+            // after the pin, so it is retired, if ever, after the pin too).
             let f: Entry = unsafe { std::mem::transmute::<usize, Entry>(entry) };
             // SAFETY: the frame's window `stack[base..base + max_regs]` is in bounds (the
             // interpreter sized the stack when it pushed the frame), and generated code
@@ -1053,6 +1179,7 @@ impl CompiledCode for JitCode {
                     (depth_left as u64) << 32 | pc as u64,
                 )
             };
+            drop(pinned);
             // Work done in compiled code, not counting the charge for entering a loop.
             let entry_charge = self
                 .headers
@@ -1188,6 +1315,7 @@ impl JitCode {
         let i = index as usize;
         self.tables.disabled[i].store(true, Ordering::Relaxed);
         self.tables.code[i].store(0, Ordering::Release);
+        let _ = self.tables.requests.send(Msg::Retire(ProtoId(index)));
         program.proto(ProtoId(index)).jit.set_dormant(true);
         self.counters.blacklisted.fetch_add(1, Ordering::Relaxed);
         if self.verbose {
