@@ -165,66 +165,16 @@ pub unsafe extern "C" fn module_vars(module: u64) -> *mut Value {
     unsafe { (*obj).vars.as_mut_ptr() }
 }
 
-/// Helpers for element and field access. Each returns 0 when it did the access and 1
-/// when compiled code must exit so the interpreter does it (an index out of range, an
-/// unknown field, an annotated field): the interpreter then raises the right error.
-/// None of them allocates, so no collection can start.
-///
-/// # Safety
-/// (This contract covers all the access helpers.) `obj` is the address of a live cell of the type the caller checked by its tag (an
-/// `Array` or an `Instance`); `out`/`value` point to a `Value` slot in the register
-/// window; `name` and `len` describe a string constant of the running program. No Rust
-/// reference to these objects is alive while compiled code runs.
-pub unsafe extern "C" fn array_get(obj: u64, index: i64, out: *mut Value) -> u32 {
-    // SAFETY: see the section above: `obj` is a live array cell.
-    let items = unsafe { &(*((obj as usize + kiln_gc::PAYLOAD_OFFSET) as *const Array)).items };
-    match kiln_vm::ops::array_slot(items.len(), index) {
-        Some(i) => {
-            // SAFETY: `out` is a window slot (see above).
-            unsafe { out.write(items[i]) };
-            0
-        }
-        None => 1,
-    }
-}
-
-/// The length of an array (`len(a)`).
-///
-/// # Safety
-/// As for [`array_get`].
-pub unsafe extern "C" fn array_len(obj: u64) -> i64 {
-    // SAFETY: see `array_get`: `obj` is a live array cell.
-    unsafe {
-        (*((obj as usize + kiln_gc::PAYLOAD_OFFSET) as *const Array))
-            .items
-            .len() as i64
-    }
-}
-
-/// See [`array_get`].
-///
-/// # Safety
-/// As for [`array_get`].
-pub unsafe extern "C" fn array_set(obj: u64, index: i64, value: *const Value) -> u32 {
-    // SAFETY: `obj` is a live array cell, nothing else refers to it while this runs.
-    let items = unsafe { &mut (*((obj as usize + kiln_gc::PAYLOAD_OFFSET) as *mut Array)).items };
-    match kiln_vm::ops::array_slot(items.len(), index) {
-        Some(i) => {
-            // SAFETY: `value` is a window slot holding a valid Value.
-            items[i] = unsafe { value.read() };
-            0
-        }
-        None => 1,
-    }
-}
-
 /// The slot of field `name` in instance `obj`, or -1 (compiled code exits and the
 /// interpreter raises the error or checks the annotation). Remembers the slot in
 /// `cache` (a word of `(type key << 16) | slot`) for the instance's type when the type
 /// has a key and, for a write (`write` non-zero), the field has no annotation.
 ///
 /// # Safety
-/// As for [`array_get`]; `cache` points to a live `AtomicU64` owned by the code.
+/// `obj` is the address of a live `Instance` cell (the caller checked its tag); `name`
+/// and `len` describe a string constant of the running program; `cache` points to a
+/// live `AtomicU64` owned by the code. No Rust reference to these objects is alive
+/// while compiled code runs. It does not allocate, so no collection can start.
 pub unsafe extern "C" fn field_cache_fill(
     obj: u64,
     name: *const u8,

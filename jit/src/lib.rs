@@ -337,9 +337,6 @@ struct Jit {
 struct Imports {
     module_vars: FuncId,
     float_mod: FuncId,
-    array_get: FuncId,
-    array_set: FuncId,
-    array_len: FuncId,
     field_cache_fill: FuncId,
     math: [FuncId; 4],
     exit_stress: FuncId,
@@ -348,12 +345,9 @@ struct Imports {
 impl Imports {
     /// Registers every helper's address with a module's builder.
     fn register(builder: &mut JITBuilder) {
-        let syms: [(&str, *const u8); 11] = [
+        let syms: [(&str, *const u8); 8] = [
             ("kiln_module_vars", abi::module_vars as *const u8),
             ("kiln_float_mod", abi::float_mod as *const u8),
-            ("kiln_array_get", abi::array_get as *const u8),
-            ("kiln_array_set", abi::array_set as *const u8),
-            ("kiln_array_len", abi::array_len as *const u8),
             ("kiln_field_cache_fill", abi::field_cache_fill as *const u8),
             ("kiln_sin", abi::sin as *const u8),
             ("kiln_cos", abi::cos as *const u8),
@@ -382,9 +376,6 @@ impl Imports {
             Some(Imports {
                 module_vars: declare("kiln_module_vars", sig(&[I64], I64))?,
                 float_mod: declare("kiln_float_mod", sig(&[F64, F64], F64))?,
-                array_get: declare("kiln_array_get", sig(&[I64, I64, I64], I32))?,
-                array_set: declare("kiln_array_set", sig(&[I64, I64, I64], I32))?,
-                array_len: declare("kiln_array_len", sig(&[I64], I64))?,
                 field_cache_fill: declare(
                     "kiln_field_cache_fill",
                     sig(&[I64, I64, I64, I64, I32], I64),
@@ -405,17 +396,14 @@ impl Imports {
         &self,
         module: &mut JITModule,
         func: &mut cranelift_codegen::ir::Function,
-    ) -> [FuncRef; 11] {
+    ) -> [FuncRef; 8] {
         self.ids().map(|id| module.declare_func_in_func(id, func))
     }
 
-    fn ids(&self) -> [FuncId; 11] {
+    fn ids(&self) -> [FuncId; 8] {
         [
             self.module_vars,
             self.float_mod,
-            self.array_get,
-            self.array_set,
-            self.array_len,
             self.field_cache_fill,
             self.math[0],
             self.math[1],
@@ -896,15 +884,12 @@ impl Jit {
         ctx.func.name = UserFuncName::user(0, id.0);
         let caches = {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
-            let [module_vars, float_mod, array_get, array_set, array_len, field_cache_fill, sin, cos, exp, log, exit_stress] =
+            let [module_vars, float_mod, field_cache_fill, sin, cos, exp, log, exit_stress] =
                 self.imports.refs(module, b.func);
             let proto_sig = b.import_signature(self.proto_sig.clone());
             let helpers = translate::Helpers {
                 module_vars,
                 float_mod,
-                array_get,
-                array_set,
-                array_len,
                 field_cache_fill,
                 math: [sin, cos, exp, log],
                 proto_sig,

@@ -27,9 +27,6 @@ use crate::infer::{self, Analysis, FieldSlot, Flow, Ty};
 pub struct Helpers {
     pub module_vars: FuncRef,
     pub float_mod: FuncRef,
-    pub array_get: FuncRef,
-    pub array_set: FuncRef,
-    pub array_len: FuncRef,
     pub field_cache_fill: FuncRef,
     /// `math` functions that are calls to libm: sin, cos, exp, log.
     pub math: [FuncRef; 4],
@@ -1155,15 +1152,14 @@ impl<'a, 'f> Translator<'a, 'f> {
             opc::Call if infer::is_len_call(ins, &self.st, &self.an.facts, pc) => {
                 // `len(array)` (see `infer::is_len_call`).
                 let obj = self.object(a + 1, TAG_ARRAY, pc);
-                let call = self.b.ins().call(self.h.array_len, &[obj]);
-                let n = self.b.inst_results(call)[0];
+                let n = self.b.ins().load(I64, mem(), obj, self.layout.array.len);
                 self.def(a, Ty::Int, n);
             }
             opc::Call => self.call(a, b, pc),
             opc::GetIndex => {
                 let obj = self.object(b, TAG_ARRAY, pc);
                 let idx = self.num(c, Ty::Int, pc);
-                let (lo, hi) = self.array_get(obj, idx, a, pc);
+                let (lo, hi) = self.array_get(obj, idx, pc);
                 self.def_unstored(a, lo, hi);
             }
             opc::SetIndex => {
@@ -1284,66 +1280,47 @@ impl<'a, 'f> Translator<'a, 'f> {
         self.branch_flow_when(inside, false, flow);
     }
 
-    /// Branches on whether `idx` is in range of array `obj` counting from the start,
-    /// continuing in the in-range block with the element's address. Returns it, the
-    /// (cold) block for other indexes, which are left to the access helpers (negative
-    /// ones count from the end), and the block where both paths meet.
-    fn element(&mut self, obj: ir::Value, idx: ir::Value) -> (ir::Value, Block, Block) {
+    /// The address of element `idx` of array `obj`. An index from the start is one
+    /// unsigned compare; a negative one (counting from the end) is worked out in a
+    /// cold block; any index out of range exits, and the interpreter raises the error.
+    /// Neither path calls anything, so no value in a loop around it has to leave the
+    /// caller-saved registers.
+    fn element(&mut self, obj: ir::Value, idx: ir::Value, pc: usize) -> ir::Value {
         let len = self.b.ins().load(I64, mem(), obj, self.layout.array.len);
         let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, idx, len);
-        let data = self.b.ins().load(I64, mem(), obj, self.layout.array.ptr);
-        let bytes = self.b.ins().imul_imm_s(idx, VALUE_SIZE as i64);
-        let addr = self.b.ins().iadd(data, bytes);
-        let (fast, slow, join) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.set_cold_block(slow);
-        self.b.ins().brif(inside, fast, &[], slow, &[]);
-        self.b.switch_to_block(fast);
-        (addr, slow, join)
-    }
-
-    /// `R[a] := obj[idx]`: inline for an index from the start, else through the
-    /// helper (an index out of range exits); returns the value's two words, which the
-    /// fast path leaves unstored.
-    fn array_get(
-        &mut self,
-        obj: ir::Value,
-        idx: ir::Value,
-        a: usize,
-        pc: usize,
-    ) -> (ir::Value, ir::Value) {
-        let (addr, slow, join) = self.element(obj, idx);
-        let lo = self.b.append_block_param(join, I64);
-        let hi = self.b.append_block_param(join, I64);
-        let (l, h) = self.load_words(addr, 0);
-        self.b.ins().jump(join, &[l.into(), h.into()]);
-        self.b.switch_to_block(slow);
-        let out = self.b.ins().iadd_imm_s(self.regs, off(a) as i64);
-        self.checked_helper(self.h.array_get, &[obj, idx, out], pc);
-        let regs = self.regs;
-        let (l, h) = self.load_words(regs, off(a));
-        self.b.ins().jump(join, &[l.into(), h.into()]);
+        let (from_end, join) = (self.b.create_block(), self.b.create_block());
+        let at = self.b.append_block_param(join, I64);
+        self.b.set_cold_block(from_end);
+        self.b
+            .ins()
+            .brif(inside, join, &[idx.into()], from_end, &[]);
+        self.b.switch_to_block(from_end);
+        // `idx + len` cannot overflow (a length is far below 2^63); an index below
+        // `-len`, or one at or past `len`, stays out of range.
+        let back = self.b.ins().iadd(idx, len);
+        let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, back, len);
+        self.guard(ok, pc);
+        self.b.ins().jump(join, &[back.into()]);
         self.b.switch_to_block(join);
-        (lo, hi)
+        let data = self.b.ins().load(I64, mem(), obj, self.layout.array.ptr);
+        let bytes = self.b.ins().imul_imm_s(at, VALUE_SIZE as i64);
+        self.b.ins().iadd(data, bytes)
     }
 
-    /// `obj[idx] := R[c]`, inline for an index from the start, else through the helper.
-    /// (No write barrier: the collector stops the task and marks everything.)
+    /// `R[a] := obj[idx]`; returns the value's two words, left unstored.
+    fn array_get(&mut self, obj: ir::Value, idx: ir::Value, pc: usize) -> (ir::Value, ir::Value) {
+        let addr = self.element(obj, idx, pc);
+        self.load_words(addr, 0)
+    }
+
+    /// `obj[idx] := R[c]`. (No write barrier: the collector stops the task and marks
+    /// everything.)
     fn array_set(&mut self, obj: ir::Value, idx: ir::Value, c: usize, pc: usize) {
-        let (addr, slow, join) = self.element(obj, idx);
+        let addr = self.element(obj, idx, pc);
         match self.st[c] {
             t if t.is_typed() => self.store_value(addr, 0, c, t),
             _ => self.copy_reg(c, addr, 0),
         }
-        self.b.ins().jump(join, &[]);
-        self.b.switch_to_block(slow);
-        let value = self.in_window(c);
-        self.checked_helper(self.h.array_set, &[obj, idx, value], pc);
-        self.b.ins().jump(join, &[]);
-        self.b.switch_to_block(join);
     }
 
     /// The payload of memory register `r`, checked to carry `tag`.
@@ -1352,17 +1329,6 @@ impl<'a, 'f> Translator<'a, 'f> {
         let ok = self.b.ins().icmp_imm_s(IntCC::Equal, t, tag);
         self.guard_type(ok, pc, r);
         self.load_word(r)
-    }
-
-    /// The address of register `r`'s window slot, after storing it there if it is
-    /// held unboxed (it stays unboxed too) or not stored yet.
-    fn in_window(&mut self, r: usize) -> ir::Value {
-        let t = self.st[r];
-        if t.is_typed() {
-            self.spill(r, t);
-        }
-        self.write_back(r);
-        self.b.ins().iadd_imm_s(self.regs, off(r) as i64)
     }
 
     /// The bytes of name constant `k` (interned by the program, which outlives the code).
@@ -1470,14 +1436,6 @@ impl<'a, 'f> Translator<'a, 'f> {
             .load(I64, never_stored, obj, self.layout.fields_at);
         self.objects[r] = Some((key, fields));
         fields
-    }
-
-    /// Calls an access helper; a non-zero status is a side exit at `pc`.
-    fn checked_helper(&mut self, f: FuncRef, args: &[ir::Value], pc: usize) {
-        let call = self.b.ins().call(f, args);
-        let status = self.b.inst_results(call)[0];
-        let ok = self.b.ins().icmp_imm_s(IntCC::Equal, status, 0);
-        self.guard(ok, pc);
     }
 
     /// `R[A] := math.f(R[A+2])` for an intrinsic `f`.
