@@ -11,8 +11,8 @@
 set -euo pipefail
 A=$(realpath "$1"); B=$(realpath "$2")
 cd "$(dirname "$0")/programs"
-declare -A SIZE=([fib]=22 [loop]=1000000 [mandelbrot]=120 [nbody]=10000 [spectralnorm]=80
-                 [binarytrees]=10 [fannkuch]=7 [strings]=50000 [hashmap]=50000 [methods]=200000)
+# shellcheck source=bench/small-sizes.sh
+source ../small-sizes.sh
 count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null | awk '/Collected/ {print $4}'; }
 printf "%-13s %14s %14s %7s\n" benchmark before after ratio
 for b in fib loop mandelbrot nbody spectralnorm binarytrees fannkuch strings hashmap methods; do

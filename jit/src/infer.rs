@@ -763,11 +763,12 @@ pub fn analyse(proto: &Proto, facts: &Facts, params: &[Ty]) -> Analysis {
             }
         }
     }
-    // A loop whose header instruction is not compiled (a `for v in array` header) is
-    // no entry: the interpreter would enter and leave at once on every iteration.
+    // A loop whose header instruction is not compiled (a `for v in array` header), or
+    // whose every iteration exits before it gets back to its header, is no entry: the
+    // interpreter would enter and leave again on every iteration, paying for both.
     let headers = headers
         .into_iter()
-        .filter(|&h| types[h].is_some() && flows[h] != Flow::Exit)
+        .filter(|&h| types[h].is_some() && flows[h] != Flow::Exit && comes_back(h, &flows))
         .collect();
     let live = liveness(proto, &types, &flows);
     let reached: Vec<bool> = types.iter().map(Option::is_some).collect();
@@ -781,6 +782,23 @@ pub fn analyse(proto: &Proto, facts: &Facts, params: &[Ty]) -> Analysis {
         charge,
         facts: facts.clone(),
     }
+}
+
+/// Whether compiled code can get from loop header `h` back to it: some path of
+/// compiled instructions (an exit has no successors) closes the loop.
+fn comes_back(h: usize, flows: &[Flow]) -> bool {
+    let mut seen = vec![false; flows.len()];
+    let mut work = successors(h, flows[h]);
+    while let Some(pc) = work.pop() {
+        if pc == h {
+            return true;
+        }
+        if pc < flows.len() && !seen[pc] {
+            seen[pc] = true;
+            work.extend(successors(pc, flows[pc]));
+        }
+    }
+    false
 }
 
 /// Runs the type dataflow from `work` until nothing changes.
@@ -1023,5 +1041,18 @@ mod loop_tests {
         let proto = p.protos.iter().find(|p| &*p.name == "f").unwrap();
         let an = analyse(proto, &Facts::default(), &window_params(proto));
         assert_eq!(an.headers.len(), 2, "{:?}", an.headers);
+    }
+
+    #[test]
+    fn loops_that_always_exit_are_no_entries() {
+        // The first loop calls a method on every iteration (an exit); the second only
+        // on some, so compiled code can go round it.
+        let p = compile(
+            "fn f(xs, n) { for i in 0..n { xs.push(i) }\n \
+             let s = 0\n for i in 0..n { if i == 7 { xs.push(i) }\n s += i }\n s }",
+        );
+        let proto = p.protos.iter().find(|p| &*p.name == "f").unwrap();
+        let an = analyse(proto, &Facts::default(), &window_params(proto));
+        assert_eq!(an.headers.len(), 1, "{:?}", an.headers);
     }
 }

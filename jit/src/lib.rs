@@ -639,15 +639,22 @@ impl Jit {
             // freed once no thread can be running it.
             Some((code, _)) => {
                 code.caches.lock().extend(caches);
+                // A loop the new code cannot run (its every iteration now exits) is
+                // entered no more; the old code has every entry the new one has.
+                for h in &code.headers {
+                    let live = h.pc == 0 || an.headers.contains(&(h.pc as usize));
+                    h.live.store(live, Ordering::Relaxed);
+                }
                 code.install(entry, Some(unit));
             }
             None => {
-                let mut headers: Vec<(u32, u32)> = an
-                    .headers
-                    .iter()
-                    .map(|&h| (h as u32, an.charge[h]))
-                    .collect();
-                headers.push((0, an.charge[0]));
+                let header = |pc: usize| Header {
+                    pc: pc as u32,
+                    charge: an.charge[pc],
+                    live: AtomicBool::new(true),
+                };
+                let mut headers: Vec<Header> = an.headers.iter().map(|&h| header(h)).collect();
+                headers.push(header(0));
                 let code = Arc::new(JitCode {
                     entry: AtomicUsize::new(entry),
                     index: i,
@@ -1067,9 +1074,9 @@ struct JitCode {
     entry: AtomicUsize,
     /// The proto's index in the tables.
     index: usize,
-    /// Where the code can be entered, with the fuel the entry charges at once (a loop
-    /// header charges an iteration on entry, before any work).
-    headers: Vec<(u32, u32)>,
+    /// Where the code can be entered (those of the first compile; a recompile may
+    /// turn some off).
+    headers: Vec<Header>,
     tables: Arc<Tables>,
     /// The unit `entry` is in: mapped while this code can be entered.
     unit: Mutex<Option<Arc<CodeUnit>>>,
@@ -1093,6 +1100,16 @@ impl JitCode {
     }
 }
 
+/// A pc compiled code can be entered at: the function start or a loop header.
+struct Header {
+    pc: u32,
+    /// The fuel entering charges at once (a loop header charges an iteration on entry,
+    /// before any work).
+    charge: u32,
+    /// The current code has this entry.
+    live: AtomicBool,
+}
+
 type Entry = unsafe extern "C" fn(*mut JitCtx, *mut Value, u64, u64, *mut Value, u64) -> u32;
 
 thread_local! {
@@ -1103,7 +1120,10 @@ thread_local! {
 impl CompiledCode for JitCode {
     fn has_entry(&self, pc: u32) -> bool {
         !self.tables.disabled[self.index].load(Ordering::Relaxed)
-            && self.headers.iter().any(|&(h, _)| h == pc)
+            && self
+                .headers
+                .iter()
+                .any(|h| h.pc == pc && h.live.load(Ordering::Relaxed))
     }
 
     fn run(&self, vm: &mut Vm, pc: u32) -> TierExit {
@@ -1169,8 +1189,8 @@ impl CompiledCode for JitCode {
             let entry_charge = self
                 .headers
                 .iter()
-                .find(|&&(h, _)| h == pc)
-                .map_or(0, |h| h.1);
+                .find(|h| h.pc == pc)
+                .map_or(0, |h| h.charge);
             let steps = (*st.fuel - ctx.fuel - entry_charge as i64).max(0) as u64;
             *st.fuel = ctx.fuel;
             if status == RETURNED {
