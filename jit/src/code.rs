@@ -19,11 +19,15 @@ use std::sync::Arc;
 use cranelift_jit::JITModule;
 use parking_lot::Mutex;
 
+use crate::translate::Caches;
+
 /// The machine code of one compile.
 pub struct CodeUnit {
     module: Mutex<Option<JITModule>>,
     /// Units holding direct variants this unit's code calls: mapped while it is.
     _callees: Vec<Arc<CodeUnit>>,
+    /// The inline-cache words its code embeds the addresses of.
+    _caches: Vec<Caches>,
 }
 
 // SAFETY: the module is used by the compile thread alone (under the mutex) until the
@@ -37,12 +41,18 @@ static MADE: AtomicU64 = AtomicU64::new(0);
 static FREED: AtomicU64 = AtomicU64::new(0);
 
 impl CodeUnit {
-    /// Wraps a finalized module whose code calls direct variants in `callees`.
-    pub fn new(module: JITModule, callees: Vec<Arc<CodeUnit>>) -> Arc<CodeUnit> {
+    /// Wraps a module whose code calls direct variants in `callees` and uses the
+    /// inline caches `caches`.
+    pub fn new(
+        module: JITModule,
+        callees: Vec<Arc<CodeUnit>>,
+        caches: Vec<Caches>,
+    ) -> Arc<CodeUnit> {
         MADE.fetch_add(1, Ordering::Relaxed);
         Arc::new(CodeUnit {
             module: Mutex::new(Some(module)),
             _callees: callees,
+            _caches: caches,
         })
     }
 }

@@ -363,32 +363,30 @@ impl Imports {
     /// Declares every helper to a new module (before anything else, so the ids are the
     /// same in every module).
     fn declare(module: &mut JITModule) -> Option<Imports> {
-        {
-            let cc = module.isa().default_call_conv();
-            let sig = |params: &[Type], ret: Type| {
-                let mut s = Signature::new(cc);
-                s.params.extend(params.iter().map(|t| AbiParam::new(*t)));
-                s.returns.push(AbiParam::new(ret));
-                s
-            };
-            let mut declare =
-                |name: &str, s: Signature| module.declare_function(name, Linkage::Import, &s).ok();
-            Some(Imports {
-                module_vars: declare("kiln_module_vars", sig(&[I64], I64))?,
-                float_mod: declare("kiln_float_mod", sig(&[F64, F64], F64))?,
-                field_cache_fill: declare(
-                    "kiln_field_cache_fill",
-                    sig(&[I64, I64, I64, I64, I32], I64),
-                )?,
-                math: [
-                    declare("kiln_sin", sig(&[F64], F64))?,
-                    declare("kiln_cos", sig(&[F64], F64))?,
-                    declare("kiln_exp", sig(&[F64], F64))?,
-                    declare("kiln_log", sig(&[F64], F64))?,
-                ],
-                exit_stress: declare("kiln_exit_stress", sig(&[I64], I32))?,
-            })
-        }
+        let cc = module.isa().default_call_conv();
+        let sig = |params: &[Type], ret: Type| {
+            let mut s = Signature::new(cc);
+            s.params.extend(params.iter().map(|t| AbiParam::new(*t)));
+            s.returns.push(AbiParam::new(ret));
+            s
+        };
+        let mut declare =
+            |name: &str, s: Signature| module.declare_function(name, Linkage::Import, &s).ok();
+        Some(Imports {
+            module_vars: declare("kiln_module_vars", sig(&[I64], I64))?,
+            float_mod: declare("kiln_float_mod", sig(&[F64, F64], F64))?,
+            field_cache_fill: declare(
+                "kiln_field_cache_fill",
+                sig(&[I64, I64, I64, I64, I32], I64),
+            )?,
+            math: [
+                declare("kiln_sin", sig(&[F64], F64))?,
+                declare("kiln_cos", sig(&[F64], F64))?,
+                declare("kiln_exp", sig(&[F64], F64))?,
+                declare("kiln_log", sig(&[F64], F64))?,
+            ],
+            exit_stress: declare("kiln_exit_stress", sig(&[I64], I32))?,
+        })
     }
 
     /// The helpers as seen from one function being built.
@@ -575,17 +573,18 @@ impl Jit {
         let built = self.build(&mut module, program, id, &an, direct);
         let callees = std::mem::take(&mut self.uses);
         let pending = self.pending.take();
-        // A failed build's module is freed with its unit (nothing can reach it).
-        let unit = CodeUnit::new(module, callees);
         let (entry, caches, direct_addr) = match built {
             Ok(b) => b,
             Err(e) => {
+                // Nothing can reach a failed build's code: its unit is freed at once.
+                drop(CodeUnit::new(module, callees, Vec::new()));
                 if let Some(p) = &pending {
                     self.inlined.forget(&p.name);
                 }
                 return self.refuse(program, id, &e);
             }
         };
+        let unit = CodeUnit::new(module, callees, caches);
         if let (Some(p), Some(addr)) = (pending, direct_addr) {
             let d = Direct {
                 name: p.name,
@@ -638,7 +637,6 @@ impl Jit {
             // Recompiled: callers and entries switch to the new code; the old code is
             // freed once no thread can be running it.
             Some((code, _)) => {
-                code.caches.lock().extend(caches);
                 // A loop the new code cannot run (its every iteration now exits) is
                 // entered no more; the old code has every entry the new one has.
                 for h in &code.headers {
@@ -661,7 +659,6 @@ impl Jit {
                     headers,
                     tables: self.tables.clone(),
                     unit: Mutex::new(Some(unit)),
-                    caches: Mutex::new(caches),
                     counters: self.counters.clone(),
                     verbose: self.options.verbose,
                     name,
@@ -1080,8 +1077,6 @@ struct JitCode {
     tables: Arc<Tables>,
     /// The unit `entry` is in: mapped while this code can be entered.
     unit: Mutex<Option<Arc<CodeUnit>>>,
-    /// The inline caches of every version (old versions may still be running).
-    caches: Mutex<Vec<translate::Caches>>,
     counters: Arc<Counters>,
     verbose: bool,
     name: String,
