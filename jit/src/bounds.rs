@@ -150,6 +150,8 @@ fn transfer(proto: &Proto, pc: usize, st: &mut [Bound]) {
             (Some(_), Some(1..)) => Some(UNBOUNDED),
             _ => None,
         },
+        // Everything else forgets what it writes (`ForPrep`'s R[A+3] included: that
+        // is set on the edge into the body, see `on_edge`).
         _ => {
             for r in writes(ins, st.len()) {
                 st[r] = None;
@@ -157,12 +159,7 @@ fn transfer(proto: &Proto, pc: usize, st: &mut [Bound]) {
             return;
         }
     };
-    // The loop registers: `ForLoop` writes R[A] here and R[A+3] on the edge into
-    // the body; `ForPrep` writes only R[A+3], on that edge.
-    match ins.op_byte() {
-        opc::ForPrep | opc::ForPrepIncl => {}
-        _ => st[a] = bound,
-    }
+    st[a] = bound;
 }
 
 /// What an instruction writes only on one of its edges.
